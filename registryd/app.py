@@ -1,0 +1,58 @@
+"""The aiohttp application: routes, middleware and the resources they share."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from registryd.config import Settings
+from registryd.db.pool import create_pool
+from registryd.domain.services import Services
+from registryd.http.middleware import error_middleware
+from registryd.keys import SERVICES, SETTINGS
+from registryd.storage.filesystem import FilesystemBackend
+from registryd.v1 import errors as v1_errors
+from registryd.v1.routes import add_routes as add_v1_routes
+
+log = logging.getLogger(__name__)
+
+
+async def _sweep_stale_uploads(storage: FilesystemBackend, max_age_seconds: int) -> None:
+    """Remove abandoned temp files now and then every ``max_age_seconds`` (at least a minute)."""
+    while True:
+        removed = await storage.remove_stale_uploads(max_age_seconds)
+        if removed:
+            log.info("removed %d stale upload file(s)", removed)
+        await asyncio.sleep(max(60, max_age_seconds))
+
+
+async def _services(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    assert settings.database_url is not None, "resolve the database before create_app"
+    storage = FilesystemBackend(settings.storage_root)
+    await storage.start()
+    pool = await create_pool(settings.database_url, settings)
+    app[SERVICES] = Services(pool=pool, storage=storage, settings=settings)
+    sweeper = asyncio.create_task(_sweep_stale_uploads(storage, settings.stale_upload_seconds))
+    try:
+        yield
+    finally:
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
+        await pool.close()
+
+
+def create_app(settings: Settings) -> web.Application:
+    """Build the application; ``settings.database_url`` must point at a migrated database."""
+    app = web.Application(
+        middlewares=[error_middleware([("/v1/", v1_errors.render)], v1_errors.render)],
+    )
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(_services)
+    add_v1_routes(app)
+    return app

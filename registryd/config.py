@@ -1,0 +1,186 @@
+"""Settings: parsed once from ``REGISTRYD_*`` variables and command-line flags.
+
+Precedence, lowest to highest: built-in default, environment variable, flag.
+This is the only module that reads ``os.environ``. A bad value raises
+``ConfigError`` naming the setting, and start-up stops there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "REGISTRYD_"
+
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "gib": 1024**3,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "tib": 1024**4,
+}
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*([a-zA-Z]*)\s*$")
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(ValueError):
+    """A setting has a value registryd cannot start with."""
+
+
+def parse_size_bytes(text: str) -> int:
+    """Parse ``"512"``, ``"64MiB"``, ``"10GB"`` into bytes; raise ValueError."""
+    match = _SIZE_RE.match(text)
+    unit = match.group(2).lower() if match else None
+    if match is None or unit not in _SIZE_UNITS:
+        raise ValueError(f"not a size: {text!r} (use bytes or a unit such as MiB, GiB)")
+    return int(match.group(1)) * _SIZE_UNITS[unit]
+
+
+def _parse_port(text: str) -> int:
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise ValueError("must be between 0 and 65535")
+    return port
+
+
+def _parse_positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
+def _parse_non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
+def _parse_log_level(text: str) -> str:
+    level = text.strip().lower()
+    if level not in _LOG_LEVELS:
+        raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}")
+    return level
+
+
+def _parse_database_url(text: str) -> str | None:
+    url = text.strip()
+    if not url:
+        return None
+    if not url.startswith(("postgres://", "postgresql://")):
+        raise ValueError("must start with postgresql://")
+    return url
+
+
+def _parse_host(text: str) -> str:
+    host = text.strip()
+    if not host:
+        raise ValueError("must not be empty")
+    return host
+
+
+def _parse_path(text: str) -> Path:
+    if not text.strip():
+        raise ValueError("must not be empty")
+    return Path(text).expanduser()
+
+
+def _parse_optional_str(text: str) -> str | None:
+    return text.strip() or None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything registryd needs to run; built once, passed down explicitly."""
+
+    host: str = "127.0.0.1"
+    port: int = 5000
+    data_dir: Path = Path("registryd-data")
+    # None: start the embedded PostgreSQL inside data_dir.
+    database_url: str | None = None
+    db_pool_min_size: int = 2
+    db_pool_max_size: int = 20
+    # 0 behind a transaction-mode PgBouncer (it cannot keep prepared statements).
+    db_statement_cache_size: int = 100
+    # 0 means no limit.
+    max_layer_bytes: int = 0
+    max_json_bytes: int = 4 * 1024**2
+    # Temp files of uploads untouched this long are abandoned and removed.
+    stale_upload_seconds: int = 3600
+    # host[:port] that clients reach us at; None: the request's Host header.
+    public_host: str | None = None
+    log_level: str = "info"
+
+    @property
+    def storage_root(self) -> Path:
+        return self.data_dir / "storage"
+
+    @property
+    def embedded_pgdata(self) -> Path:
+        return self.data_dir / "postgres"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``REGISTRYD_*`` variables, then ``overrides``.
+
+        ``overrides`` are already-typed values (from flags); ``None`` means
+        "not given". Raises ConfigError naming the variable that is wrong.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            var = ENV_PREFIX + field.name.upper()
+            raw = env.get(var)
+            if raw is None:
+                continue
+            try:
+                values[field.name] = _PARSERS[field.name](raw)
+            except ValueError as exc:
+                raise ConfigError(f"{var}={raw!r}: {exc}") from None
+        for name, value in overrides.items():
+            if value is not None:
+                values[name] = value
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Cross-field checks; raise ConfigError naming the setting."""
+        if self.db_pool_min_size > self.db_pool_max_size:
+            raise ConfigError(
+                f"{ENV_PREFIX}DB_POOL_MIN_SIZE={self.db_pool_min_size} is larger than "
+                f"{ENV_PREFIX}DB_POOL_MAX_SIZE={self.db_pool_max_size}"
+            )
+        if self.max_json_bytes < 2:
+            raise ConfigError(f"{ENV_PREFIX}MAX_JSON_BYTES must allow at least a JSON object")
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "host": _parse_host,
+    "port": _parse_port,
+    "data_dir": _parse_path,
+    "database_url": _parse_database_url,
+    "db_pool_min_size": _parse_positive_int,
+    "db_pool_max_size": _parse_positive_int,
+    "db_statement_cache_size": _parse_non_negative_int,
+    "max_layer_bytes": parse_size_bytes,
+    "max_json_bytes": parse_size_bytes,
+    "stale_upload_seconds": _parse_non_negative_int,
+    "public_host": _parse_optional_str,
+    "log_level": _parse_log_level,
+}

@@ -1,0 +1,1 @@
+"""PostgreSQL: the only place metadata lives. SQL stays inside this package."""

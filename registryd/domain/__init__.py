@@ -1,0 +1,1 @@
+"""Protocol-neutral rules: what an image, blob, repository and tag may be and do."""

@@ -1,0 +1,164 @@
+"""v1 images: JSON, layer, checksum and ancestry, and the upload state machine (v1 spec §6).
+
+An image is ``uploading`` from its first ``PUT json`` until a ``PUT checksum``
+whose payload checksum matches the one computed while the layer streamed in;
+then it is ``complete`` and immutable. Reads of an uploading image fail with
+ImageBeingUploaded; writes to a complete one with ImageAlreadyExists.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from registryd.db import queries
+from registryd.db.queries import ImageRow
+from registryd.digest import payload_checksum_hasher
+from registryd.domain.services import Services
+from registryd.errors import (
+    ChecksumAlreadySet,
+    ChecksumMismatch,
+    ChecksumMissing,
+    ImageAlreadyExists,
+    ImageBeingUploaded,
+    ImageChanged,
+    ImageIdInvalid,
+    ImageJsonInvalid,
+    ImageUnknown,
+    LayerNotUploaded,
+    ParentUnknown,
+    TarsumUnverifiable,
+)
+from registryd.names import ImageId, parse_image_id
+from registryd.storage.base import OpenBlob
+
+
+def parse_image_json(image_id: ImageId, body: bytes) -> ImageId | None:
+    """Validate a PUT json body (checks in docker-registry's order); return its parent id."""
+    try:
+        data: Any = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        raise ImageJsonInvalid("Invalid JSON") from None
+    if not isinstance(data, dict):
+        raise ImageJsonInvalid("Invalid JSON")
+    if "id" not in data:
+        raise ImageJsonInvalid("Missing key `id' in JSON")
+    if data["id"] != image_id:
+        raise ImageJsonInvalid("JSON data contains invalid id")
+    parent = data.get("parent")
+    if parent in (None, ""):
+        return None
+    if not isinstance(parent, str):
+        raise ImageJsonInvalid("JSON key `parent' must be an image id")
+    try:
+        parent_id = parse_image_id(parent)
+    except ImageIdInvalid:
+        raise ParentUnknown() from None
+    if parent_id == image_id:
+        raise ImageJsonInvalid("Image cannot be its own parent")
+    return parent_id
+
+
+async def put_image_json(svc: Services, image_id: ImageId, body: bytes) -> None:
+    """Store the raw JSON of a new or still-uploading image (resetting its layer).
+
+    Raises ImageJsonInvalid, ParentUnknown, or ImageAlreadyExists.
+    """
+    parent_id = parse_image_json(image_id, body)
+    async with svc.pool.acquire() as conn, conn.transaction():
+        ancestry = [image_id]
+        if parent_id is not None:
+            parent = await queries.fetch_image(conn, parent_id)
+            if parent is None:
+                raise ParentUnknown()
+            ancestry += parent.ancestry
+        generation = await queries.upsert_uploading_image(conn, image_id, body, parent_id, ancestry)
+    if generation is None:
+        raise ImageAlreadyExists()
+
+
+async def _fetch_uploading(svc: Services, image_id: ImageId) -> ImageRow:
+    async with svc.pool.acquire() as conn:
+        image = await queries.fetch_image(conn, image_id)
+    if image is None:
+        raise ImageUnknown()
+    if image.is_complete:
+        raise ImageAlreadyExists()
+    return image
+
+
+async def put_image_layer(svc: Services, image_id: ImageId, body: AsyncIterator[bytes]) -> None:
+    """Stream ``body`` into the blob store and attach it to the uploading image.
+
+    The payload checksum (§7.1) is computed in the same pass as the blob's
+    sha256. No pool connection is held while bytes flow. Raises ImageUnknown,
+    ImageAlreadyExists, ImageChanged, and whatever ``body`` raises (too large,
+    incomplete); in every failure the pending bytes are discarded.
+    """
+    image = await _fetch_uploading(svc, image_id)
+    payload = payload_checksum_hasher(image.json)
+    async with svc.storage.writer(tee=payload) as writer:
+        async for chunk in body:
+            await writer.write(chunk)
+        digest = await writer.commit()
+    async with svc.pool.acquire() as conn, conn.transaction():
+        await queries.insert_blob(conn, digest, writer.size_bytes)
+        attached = await queries.set_image_layer(
+            conn,
+            image_id,
+            image.json_generation,
+            digest,
+            writer.size_bytes,
+            str(payload.digest()),
+        )
+    if not attached:
+        # The blob stays stored (it is valid content); only this attachment is void.
+        raise ImageChanged()
+
+
+async def put_image_checksum(
+    svc: Services, image_id: ImageId, payload_checksum: str | None, tarsum: str | None
+) -> None:
+    """Complete the image if the client's payload checksum matches ours (§5.4).
+
+    A tarsum alone, sent before the layer, is kept as the client's claim (Quay
+    compatibility); sent after the layer it cannot complete the image.
+    """
+    payload_checksum = payload_checksum or None
+    tarsum = tarsum or None
+    async with svc.pool.acquire() as conn, conn.transaction():
+        image = await queries.fetch_image_for_update(conn, image_id)
+        if image is None:
+            raise ImageUnknown()
+        if image.is_complete:
+            raise ChecksumAlreadySet()
+        if payload_checksum is not None:
+            if image.checksum_payload is None:
+                raise LayerNotUploaded()
+            if payload_checksum != image.checksum_payload:
+                raise ChecksumMismatch()
+            await queries.complete_image(conn, image_id, tarsum)
+        elif tarsum is not None:
+            if image.layer_digest is not None:
+                raise TarsumUnverifiable()
+            await queries.set_image_tarsum(conn, image_id, tarsum)
+        else:
+            raise ChecksumMissing()
+
+
+async def fetch_complete_image(svc: Services, image_id: ImageId) -> ImageRow:
+    """The image if it is complete; raise ImageUnknown or ImageBeingUploaded."""
+    async with svc.pool.acquire() as conn:
+        image = await queries.fetch_image(conn, image_id)
+    if image is None:
+        raise ImageUnknown()
+    if not image.is_complete:
+        raise ImageBeingUploaded()
+    return image
+
+
+async def open_image_layer(svc: Services, image: ImageRow) -> OpenBlob:
+    """Open a complete image's layer for reading; raise BlobUnknown if it vanished."""
+    assert image.layer_digest is not None  # guaranteed for complete images by a CHECK
+    return await svc.storage.open(image.layer_digest)

@@ -1,0 +1,17 @@
+"""What domain operations need: the database pool, the blob store and the settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from registryd.config import Settings
+from registryd.storage.base import Backend
+
+
+@dataclass(frozen=True)
+class Services:
+    pool: asyncpg.Pool
+    storage: Backend
+    settings: Settings

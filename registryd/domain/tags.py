@@ -1,0 +1,100 @@
+"""v1 tags: names in a repository pointing at complete images (v1 spec §5.8)."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from registryd.db import queries
+from registryd.domain.services import Services
+from registryd.errors import (
+    ImageBeingUploaded,
+    ImageIdInvalid,
+    ImageUnknown,
+    RepositoryUnknown,
+    TagBodyInvalid,
+    TagUnknown,
+)
+from registryd.names import ImageId, RepositoryName, parse_image_id
+
+# docker's User-Agent: "docker/1.9.1 go/go1.4.3 git-commit/a34a1d5 kernel/4.1 os/linux arch/amd64"
+_USER_AGENT_PART_RE = re.compile(r"([a-z-]+)/([^\s]+)")
+_USER_AGENT_KEYS = {
+    "docker": "docker_version",
+    "go": "docker_go_version",
+    "kernel": "kernel",
+    "os": "os",
+    "arch": "arch",
+}
+
+
+def tag_metadata(user_agent: str) -> dict[str, Any]:
+    """The per-tag metadata docker-registry kept: last update and the client's versions."""
+    meta: dict[str, Any] = {v: None for v in _USER_AGENT_KEYS.values()}
+    for key, value in _USER_AGENT_PART_RE.findall(user_agent):
+        if key in _USER_AGENT_KEYS:
+            meta[_USER_AGENT_KEYS[key]] = value
+    meta["last_update"] = int(datetime.now(UTC).timestamp())
+    return meta
+
+
+def parse_tag_body(body: bytes) -> str:
+    """A tag PUT body is a JSON string holding the image id; raise TagBodyInvalid."""
+    try:
+        value = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        raise TagBodyInvalid() from None
+    if not isinstance(value, str):
+        raise TagBodyInvalid()
+    return value
+
+
+async def list_tags(svc: Services, name: RepositoryName) -> dict[str, ImageId]:
+    async with svc.pool.acquire() as conn:
+        repo = await queries.fetch_repository(conn, name)
+        if repo is None:
+            raise RepositoryUnknown()
+        return await queries.fetch_v1_tags(conn, repo.repository_id)
+
+
+async def get_tag(svc: Services, name: RepositoryName, tag: str) -> ImageId:
+    async with svc.pool.acquire() as conn:
+        repo = await queries.fetch_repository(conn, name)
+        if repo is None:
+            raise RepositoryUnknown()
+        image_id = await queries.fetch_v1_tag(conn, repo.repository_id, tag)
+    if image_id is None:
+        raise TagUnknown(tag)
+    return image_id
+
+
+async def put_tag(
+    svc: Services, name: RepositoryName, tag: str, body: bytes, user_agent: str
+) -> None:
+    """Point ``tag`` at a complete image, creating the repository if needed.
+
+    Raises TagBodyInvalid, ImageUnknown, ImageBeingUploaded.
+    """
+    try:
+        image_id = parse_image_id(parse_tag_body(body))
+    except ImageIdInvalid:
+        raise ImageUnknown() from None
+    async with svc.pool.acquire() as conn, conn.transaction():
+        image = await queries.fetch_image(conn, image_id)
+        if image is None:
+            raise ImageUnknown()
+        if not image.is_complete:
+            raise ImageBeingUploaded()
+        repo = await queries.ensure_repository(conn, name)
+        await queries.upsert_v1_tag(
+            conn, repo.repository_id, tag, image_id, tag_metadata(user_agent)
+        )
+
+
+async def delete_tag(svc: Services, name: RepositoryName, tag: str) -> None:
+    async with svc.pool.acquire() as conn:
+        repo = await queries.fetch_repository(conn, name)
+        if repo is None or not await queries.delete_v1_tag(conn, repo.repository_id, tag):
+            raise TagUnknown(tag)

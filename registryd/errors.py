@@ -1,0 +1,129 @@
+"""Domain errors: what went wrong, in the protocol's words, with no HTTP in them.
+
+Each protocol's ``errors.py`` maps these classes to a status and a wire body.
+"""
+
+from __future__ import annotations
+
+
+class RegistryError(Exception):
+    """Base of every error a client can cause."""
+
+
+# Identifiers ---------------------------------------------------------------
+
+
+class ImageIdInvalid(RegistryError):
+    """An image id is not 64 lowercase hex characters."""
+
+
+class RepositoryNameInvalid(RegistryError):
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"{name!r}: {reason}")
+        self.name = name
+        self.reason = reason
+
+
+class TagNameInvalid(RegistryError):
+    def __init__(self, tag: str) -> None:
+        super().__init__(tag)
+        self.tag = tag
+
+
+class DigestInvalid(RegistryError):
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+# Images (v1) ---------------------------------------------------------------
+
+
+class ImageUnknown(RegistryError):
+    """No JSON was ever stored for this image id."""
+
+
+class ImageBeingUploaded(RegistryError):
+    """The image exists but its upload has not been completed by PUT checksum."""
+
+
+class ImageAlreadyExists(RegistryError):
+    """The image is complete; it can no longer be written."""
+
+
+class ImageJsonInvalid(RegistryError):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ParentUnknown(RegistryError):
+    """The image's ``parent`` has no stored JSON."""
+
+
+class ImageChanged(RegistryError):
+    """The image JSON was re-sent while its layer was streaming; the layer is stale."""
+
+
+class LayerNotUploaded(RegistryError):
+    """A payload checksum was sent before any layer bytes."""
+
+
+class ChecksumMissing(RegistryError):
+    """PUT checksum carried neither checksum header (or an empty one)."""
+
+
+class ChecksumMismatch(RegistryError):
+    """The client's payload checksum differs from the one computed while streaming."""
+
+
+class ChecksumAlreadySet(RegistryError):
+    """PUT checksum on an image that is already complete."""
+
+
+class TarsumUnverifiable(RegistryError):
+    """Only a tarsum was sent for an uploaded layer; we verify payload checksums only."""
+
+
+# Repositories and tags -----------------------------------------------------
+
+
+class RepositoryUnknown(RegistryError):
+    pass
+
+
+class TagUnknown(RegistryError):
+    def __init__(self, tag: str) -> None:
+        super().__init__(tag)
+        self.tag = tag
+
+
+class TagBodyInvalid(RegistryError):
+    """A tag PUT body that is not a JSON string."""
+
+
+# Blobs ---------------------------------------------------------------------
+
+
+class BlobUnknown(RegistryError):
+    """No blob is stored under this digest."""
+
+
+# Bodies --------------------------------------------------------------------
+
+
+class BodyTooLarge(RegistryError):
+    def __init__(self, limit_bytes: int) -> None:
+        super().__init__(f"body exceeds {limit_bytes} bytes")
+        self.limit_bytes = limit_bytes
+
+
+class BodyIncomplete(RegistryError):
+    """The client closed the connection before sending the whole body."""
+
+
+class DigestMismatch(RegistryError):
+    def __init__(self, expected: str, actual: str) -> None:
+        super().__init__(f"expected {expected}, got {actual}")
+        self.expected = expected
+        self.actual = actual

@@ -1,0 +1,1 @@
+"""HTTP plumbing shared by every protocol: error rendering, request ids, streaming."""

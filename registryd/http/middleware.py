@@ -1,0 +1,68 @@
+"""Request ids and error rendering: handlers only ``raise``; this turns it into a response."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from registryd.errors import BodyIncomplete, RegistryError
+
+log = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = "X-Request-Id"
+REQUEST_ID = "registryd.request_id"
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Renders a domain error or an aiohttp HTTP error in one protocol's wire format.
+ErrorRenderer = Callable[[web.Request, RegistryError | web.HTTPException], web.Response]
+
+
+def request_id(request: web.Request) -> str:
+    rid: str = request[REQUEST_ID]
+    return rid
+
+
+def error_middleware(
+    renderers: list[tuple[str, ErrorRenderer]], fallback: ErrorRenderer
+) -> Middleware:
+    """Middleware rendering errors with the renderer of the longest matching path prefix."""
+
+    def pick(request: web.Request) -> ErrorRenderer:
+        for prefix, renderer in renderers:
+            if request.path.startswith(prefix):
+                return renderer
+        return fallback
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        incoming = request.headers.get(REQUEST_ID_HEADER, "")
+        rid = incoming if _REQUEST_ID_RE.match(incoming) else secrets.token_hex(8)
+        request[REQUEST_ID] = rid
+        try:
+            response = await handler(request)
+        except BodyIncomplete as exc:
+            # The client went away mid-body: nothing to report but the fact (499).
+            log.info("request %s %s: client disconnected mid-body (499)", rid, request.path)
+            response = pick(request)(request, exc)
+        except RegistryError as exc:
+            response = pick(request)(request, exc)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            response = pick(request)(request, exc)
+        except Exception:
+            log.exception("request %s %s %s failed", rid, request.method, request.path)
+            response = web.json_response(
+                {"error": f"Internal server error (request id {rid})"}, status=500
+            )
+        if not response.prepared:
+            response.headers[REQUEST_ID_HEADER] = rid
+        return response
+
+    return middleware

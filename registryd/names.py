@@ -1,0 +1,62 @@
+"""Identifier grammar: image ids, repository names and tags (v1 spec §3)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import NewType
+
+from registryd.errors import ImageIdInvalid, RepositoryNameInvalid, TagNameInvalid
+
+ImageId = NewType("ImageId", str)
+
+LIBRARY_NAMESPACE = "library"
+
+_IMAGE_ID_RE = re.compile(r"^[a-f0-9]{64}$")
+# Usernames double as namespaces (§3.2, §3.4).
+_NAMESPACE_RE = re.compile(r"^[a-z0-9_]{4,30}$")
+_REPOSITORY_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,254}$")
+_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+TAG_PATTERN = _TAG_RE.pattern
+# Trailing path words of /v1/repositories/...: a repository so named would be ambiguous.
+RESERVED_REPOSITORY_NAMES = frozenset({"images", "tags", "auth", "json", "properties", "layer"})
+
+
+def parse_image_id(text: str) -> ImageId:
+    """Return the id if it is 64 lowercase hex; raise ImageIdInvalid otherwise."""
+    if _IMAGE_ID_RE.match(text) is None:
+        raise ImageIdInvalid(text)
+    return ImageId(text)
+
+
+@dataclass(frozen=True, slots=True)
+class RepositoryName:
+    """``namespace/repository``; one-segment names live in ``library``."""
+
+    namespace: str
+    repository: str
+
+    @classmethod
+    def parse(cls, namespace: str | None, repository: str) -> RepositoryName:
+        """Validate both parts; raise RepositoryNameInvalid naming what is wrong."""
+        ns = LIBRARY_NAMESPACE if namespace is None else namespace
+        if ns != LIBRARY_NAMESPACE and _NAMESPACE_RE.match(ns) is None:
+            raise RepositoryNameInvalid(ns, "namespace must be 4-30 characters of a-z, 0-9 and _")
+        if _REPOSITORY_RE.match(repository) is None:
+            raise RepositoryNameInvalid(
+                repository,
+                "repository name must match ^[a-z0-9][a-z0-9._-]{0,254}$",
+            )
+        if repository in RESERVED_REPOSITORY_NAMES:
+            raise RepositoryNameInvalid(repository, "repository name is a reserved word")
+        return cls(ns, repository)
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.repository}"
+
+
+def parse_tag(text: str) -> str:
+    """Return the tag if it matches the ASCII tag grammar; raise TagNameInvalid."""
+    if _TAG_RE.match(text) is None:
+        raise TagNameInvalid(text)
+    return text

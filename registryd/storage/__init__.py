@@ -1,0 +1,1 @@
+"""Blob storage: bytes keyed by digest. Knows nothing of images, repositories or tags."""

@@ -1,0 +1,74 @@
+"""The storage backend interface every backend (filesystem today, object stores later) meets."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import BinaryIO, Protocol, Self
+
+from registryd.digest import Digest, Sha256
+
+
+class BlobWriter(Protocol):
+    """A pending blob: bytes go to a temporary place until ``commit``.
+
+    Use it as an async context manager: leaving without ``commit`` cancels it,
+    so an exception or a client disconnect never leaves anything behind.
+    """
+
+    @property
+    def size_bytes(self) -> int: ...
+
+    async def write(self, data: bytes) -> None:
+        """Hash and append ``data``; file IO runs off the event loop."""
+
+    async def commit(self, expected: Digest | None = None) -> Digest:
+        """Make the bytes durable at their content address and return the digest.
+
+        Raises DigestMismatch (and cancels) when ``expected`` is given and differs.
+        Committing bytes that are already stored keeps one copy.
+        """
+
+    async def cancel(self) -> None:
+        """Discard the pending bytes. Safe to call more than once."""
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+class OpenBlob(Protocol):
+    """A committed blob opened for reading."""
+
+    @property
+    def size_bytes(self) -> int: ...
+
+    @property
+    def file(self) -> BinaryIO:
+        """An unbuffered file object (its ``fileno()`` is usable for sendfile)."""
+
+    async def close(self) -> None: ...
+
+
+class Backend(Protocol):
+    async def start(self) -> None:
+        """Prepare the store (create directories, remove stale temp files)."""
+
+    def writer(self, *, tee: Sha256 | None = None) -> BlobWriter:
+        """A new pending blob; ``tee`` also sees every byte, in the same pass."""
+
+    async def open(self, digest: Digest) -> OpenBlob:
+        """Open a committed blob; raise BlobUnknown if it is not stored."""
+
+    async def stat(self, digest: Digest) -> int | None:
+        """The blob's size in bytes, or None when it is not stored."""
+
+    async def delete(self, digest: Digest) -> bool:
+        """Remove a committed blob; return whether it existed."""
+
+    async def remove_stale_uploads(self, max_age_seconds: float) -> int:
+        """Remove temp files untouched for ``max_age_seconds``; return how many."""

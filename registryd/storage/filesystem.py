@@ -1,0 +1,210 @@
+"""Filesystem backend: blobs as files under one root (layout in ``paths.py``).
+
+Every blocking call runs in the loop's default executor. Hashing happens in the
+same executor hop as the write, in whatever size the caller hands over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO, Self
+
+from registryd.digest import Digest, Sha256
+from registryd.errors import BlobUnknown, DigestMismatch
+from registryd.storage import paths
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FilesystemWriter:
+    """A temp file under ``uploads/`` that becomes ``blobs/…`` on commit."""
+
+    def __init__(self, root: Path, tee: Sha256 | None) -> None:
+        self._root = root
+        self._tee = tee
+        self._hash = Sha256()
+        self._path = paths.new_upload_path(root)
+        self._fd: int | None = None
+        self._size_bytes = 0
+        self._done = False
+
+    @property
+    def size_bytes(self) -> int:
+        return self._size_bytes
+
+    def _open_sync(self) -> None:
+        self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+
+    def _write_sync(self, data: bytes) -> None:
+        if self._fd is None:
+            self._open_sync()
+        assert self._fd is not None
+        self._hash.update(data)
+        if self._tee is not None:
+            self._tee.update(data)
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+
+    async def write(self, data: bytes) -> None:
+        if self._done:
+            raise RuntimeError("write after commit or cancel")
+        if not data:
+            return
+        await asyncio.get_running_loop().run_in_executor(None, self._write_sync, data)
+        self._size_bytes += len(data)
+
+    def _commit_sync(self, expected: Digest | None) -> Digest:
+        if self._fd is None:
+            self._open_sync()
+        assert self._fd is not None
+        digest = self._hash.digest()
+        if expected is not None and expected != digest:
+            raise DigestMismatch(str(expected), str(digest))
+        os.fsync(self._fd)
+        os.close(self._fd)
+        self._fd = None
+        target = paths.blob_path(self._root, digest)
+        if target.exists():
+            # Same digest, same bytes: keep the stored copy (dedup).
+            self._path.unlink()
+            return digest
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self._path.replace(target)
+        _fsync_dir(target.parent)
+        return digest
+
+    async def commit(self, expected: Digest | None = None) -> Digest:
+        if self._done:
+            raise RuntimeError("commit after commit or cancel")
+        loop = asyncio.get_running_loop()
+        try:
+            # Shielded: a cancelled caller must not split fsync and rename.
+            digest = await asyncio.shield(loop.run_in_executor(None, self._commit_sync, expected))
+        except BaseException:
+            await self.cancel()
+            raise
+        self._done = True
+        return digest
+
+    def _cancel_sync(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        with contextlib.suppress(FileNotFoundError):
+            self._path.unlink()
+
+    async def cancel(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        await asyncio.shield(asyncio.get_running_loop().run_in_executor(None, self._cancel_sync))
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.cancel()
+
+
+class FilesystemBlob:
+    def __init__(self, file: BinaryIO, size_bytes: int) -> None:
+        self._file = file
+        self._size_bytes = size_bytes
+
+    @property
+    def size_bytes(self) -> int:
+        return self._size_bytes
+
+    @property
+    def file(self) -> BinaryIO:
+        return self._file
+
+    async def close(self) -> None:
+        # Closing a file descriptor does not block on local filesystems.
+        self._file.close()
+
+
+class FilesystemBackend:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _start_sync(self) -> None:
+        paths.blobs_dir(self.root).mkdir(parents=True, exist_ok=True)
+        paths.uploads_dir(self.root).mkdir(parents=True, exist_ok=True)
+
+    async def start(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self._start_sync)
+
+    def writer(self, *, tee: Sha256 | None = None) -> FilesystemWriter:
+        return FilesystemWriter(self.root, tee)
+
+    def _open_sync(self, digest: Digest) -> FilesystemBlob:
+        try:
+            file = paths.blob_path(self.root, digest).open("rb", buffering=0)
+        except FileNotFoundError:
+            raise BlobUnknown(str(digest)) from None
+        try:
+            size = os.fstat(file.fileno()).st_size
+        except BaseException:
+            file.close()
+            raise
+        return FilesystemBlob(file, size)
+
+    async def open(self, digest: Digest) -> FilesystemBlob:
+        return await asyncio.get_running_loop().run_in_executor(None, self._open_sync, digest)
+
+    def _stat_sync(self, digest: Digest) -> int | None:
+        try:
+            return paths.blob_path(self.root, digest).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    async def stat(self, digest: Digest) -> int | None:
+        return await asyncio.get_running_loop().run_in_executor(None, self._stat_sync, digest)
+
+    def _delete_sync(self, digest: Digest) -> bool:
+        try:
+            paths.blob_path(self.root, digest).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    async def delete(self, digest: Digest) -> bool:
+        return await asyncio.get_running_loop().run_in_executor(None, self._delete_sync, digest)
+
+    def _remove_stale_uploads_sync(self, max_age_seconds: float) -> int:
+        cutoff = time.time() - max_age_seconds
+        removed = 0
+        for entry in os.scandir(paths.uploads_dir(self.root)):
+            if not entry.name.endswith(paths.UPLOAD_SUFFIX):
+                continue
+            try:
+                if entry.stat().st_mtime <= cutoff:
+                    Path(entry.path).unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue  # finished or cancelled while we looked
+        return removed
+
+    async def remove_stale_uploads(self, max_age_seconds: float) -> int:
+        return await asyncio.get_running_loop().run_in_executor(
+            None, self._remove_stale_uploads_sync, max_age_seconds
+        )

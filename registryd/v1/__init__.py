@@ -1,0 +1,1 @@
+"""The Docker Registry v1 API (images, layers, checksums, ancestry, tags, ping)."""

@@ -1,0 +1,78 @@
+"""Domain errors as v1 responses: ``{"error": message}`` with the reference's statuses."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from aiohttp import web
+
+from registryd import errors as e
+from registryd.names import TAG_PATTERN
+from registryd.v1.responses import NO_CACHE
+
+_Message = str | Callable[[e.RegistryError], str]
+
+# Messages are byte-exact where docker compares them ("Image already exists").
+TABLE: dict[type[e.RegistryError], tuple[int, _Message]] = {
+    e.ImageIdInvalid: (404, "Invalid image ID"),
+    e.ImageUnknown: (404, "Image not found"),
+    e.ImageBeingUploaded: (400, "Image is being uploaded, retry later"),
+    e.ImageAlreadyExists: (409, "Image already exists"),
+    e.ImageJsonInvalid: (400, lambda x: x.reason if isinstance(x, e.ImageJsonInvalid) else ""),
+    e.ParentUnknown: (400, "Image depends on a non existing parent"),
+    e.ImageChanged: (409, "Image JSON changed while the layer was uploading; retry the upload"),
+    e.LayerNotUploaded: (400, "Layer not uploaded"),
+    e.ChecksumMissing: (400, "Missing Image's checksum"),
+    e.ChecksumMismatch: (400, "Checksum mismatch"),
+    e.ChecksumAlreadySet: (409, "Cannot set this image checksum"),
+    e.TarsumUnverifiable: (
+        412,
+        "X-Docker-Checksum-Payload not set. If you are using the Docker daemon, "
+        "you should upgrade to version 0.10 or later",
+    ),
+    e.BlobUnknown: (404, "Layer not found"),
+    e.RepositoryNameInvalid: (
+        400,
+        lambda x: f"Invalid repository name {x}" if isinstance(x, e.RepositoryNameInvalid) else "",
+    ),
+    e.TagNameInvalid: (400, f"Invalid tag name (must match {TAG_PATTERN})"),
+    e.RepositoryUnknown: (404, "Repository not found"),
+    e.TagUnknown: (404, "Tag not found"),
+    e.TagBodyInvalid: (400, "Invalid data"),
+    e.BodyTooLarge: (
+        413,
+        lambda x: (
+            f"Request body larger than {x.limit_bytes} bytes"
+            if isinstance(x, e.BodyTooLarge)
+            else ""
+        ),
+    ),
+    e.BodyIncomplete: (400, "Request body incomplete"),
+    e.DigestMismatch: (400, "Checksum mismatch"),
+    e.DigestInvalid: (400, "Invalid digest"),
+}
+
+
+def error_response(status: int, message: str) -> web.Response:
+    return web.Response(
+        status=status,
+        body=json.dumps({"error": message}).encode(),
+        content_type="application/json",
+        headers=NO_CACHE,
+    )
+
+
+def render(request: web.Request, exc: e.RegistryError | web.HTTPException) -> web.Response:
+    """The v1 response for ``exc``; unknown domain errors are a programming error (500)."""
+    del request
+    if isinstance(exc, web.HTTPException):
+        response = error_response(exc.status, exc.reason)
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+    for cls in type(exc).__mro__:
+        if cls in TABLE:
+            status, message = TABLE[cls]
+            return error_response(status, message if isinstance(message, str) else message(exc))
+    raise TypeError(f"no v1 rendering for {type(exc).__name__}") from exc

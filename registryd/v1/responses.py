@@ -1,0 +1,45 @@
+"""v1 response conventions (v1 spec §2): JSON bodies and cache headers."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import Any
+
+from aiohttp import web
+
+NO_CACHE = {"Cache-Control": "no-cache", "Pragma": "no-cache", "Expires": "-1"}
+_ONE_YEAR = timedelta(days=365)
+
+
+def immutable_headers() -> dict[str, str]:
+    """Headers for reads of complete images, which never change."""
+    return {
+        "Cache-Control": "public, max-age=31536000",
+        "Expires": format_datetime(datetime.now(UTC) + _ONE_YEAR, usegmt=True),
+        "Last-Modified": "Thu, 01 Jan 1970 00:00:00 GMT",
+    }
+
+
+def not_modified(request: web.Request) -> web.Response | None:
+    """304 for any conditional read of immutable content, as the v1 registries did."""
+    if "If-Modified-Since" in request.headers or "If-None-Match" in request.headers:
+        return web.Response(status=304, headers=immutable_headers())
+    return None
+
+
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        status=status,
+        body=json.dumps(data).encode(),
+        content_type="application/json",
+        headers=NO_CACHE if headers is None else headers,
+    )
+
+
+def raw_json_response(body: bytes, headers: dict[str, str]) -> web.Response:
+    """Stored JSON served byte for byte: checksums are computed over these bytes."""
+    return web.Response(body=body, content_type="application/json", headers=headers)
