@@ -19,7 +19,12 @@ from aiohttp import web
 from registryd import __version__
 from registryd.app import create_app
 from registryd.config import ConfigError, Settings, parse_size_bytes
-from registryd.db.embedded import DATABASE_NAME, EmbeddedPostgres, ensure_database
+from registryd.db.embedded import (
+    DATABASE_NAME,
+    EmbeddedPostgres,
+    database_url,
+    ensure_database,
+)
 from registryd.db.migrate import apply_migrations
 
 log = logging.getLogger("registryd")
@@ -91,7 +96,7 @@ class _Database(contextlib.AbstractContextManager["_Database"]):
             self.embedded = EmbeddedPostgres(self.settings.embedded_pgdata.resolve())
             server_url = self.embedded.start()
             asyncio.run(ensure_database(server_url, DATABASE_NAME))
-            self.url = self.embedded.database_url(server_url)
+            self.url = database_url(server_url, DATABASE_NAME)
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -10,6 +10,7 @@ import logging
 import warnings
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -43,17 +44,17 @@ class EmbeddedPostgres:
         log.info("embedded PostgreSQL running in %s", self.pgdata)
         return url
 
-    def database_url(self, server_url: str, database: str = DATABASE_NAME) -> str:
-        """The URL of ``database`` on this server (same socket and user)."""
-        head, _, query = server_url.partition("?")
-        base = head.rsplit("/", 1)[0]
-        return f"{base}/{database}?{query}" if query else f"{base}/{database}"
-
     def stop(self) -> None:
         if self._server is not None:
             self._server.cleanup()
             self._server = None
             log.info("embedded PostgreSQL stopped")
+
+
+def database_url(server_url: str, database: str) -> str:
+    """The URL of ``database`` on the server of ``server_url`` (same socket and user)."""
+    parts = urlsplit(server_url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
 
 
 async def ensure_database(server_url: str, database: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from dataclasses import dataclass
@@ -56,7 +57,8 @@ async def apply_migrations(conn: asyncpg.Connection) -> list[str]:
             """
         )
         done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
-        for migration in load_migrations():
+        # Reading the packaged files is blocking IO.
+        for migration in await asyncio.to_thread(load_migrations):
             if migration.version in done:
                 continue
             async with conn.transaction():

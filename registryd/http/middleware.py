@@ -15,7 +15,7 @@ from registryd.errors import BodyIncomplete, RegistryError
 log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-Id"
-REQUEST_ID = "registryd.request_id"
+REQUEST_ID = web.RequestKey("request_id", str)
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -24,8 +24,7 @@ ErrorRenderer = Callable[[web.Request, RegistryError | web.HTTPException], web.R
 
 
 def request_id(request: web.Request) -> str:
-    rid: str = request[REQUEST_ID]
-    return rid
+    return request[REQUEST_ID]
 
 
 def error_middleware(

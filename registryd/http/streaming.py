@@ -101,12 +101,12 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
             raise RangeNotSatisfiable()
         return ByteRange(max(0, size - suffix), size - 1)
     start = int(first)
-    end = int(last) if last else size - 1
-    if end < start:
+    if last and int(last) < start:
         return None
     if start >= size:
         raise RangeNotSatisfiable()
-    return ByteRange(start, min(end, size - 1))
+    end = min(int(last), size - 1) if last else size - 1
+    return ByteRange(start, end)
 
 
 async def send_blob(
@@ -126,9 +126,8 @@ async def send_blob(
             byte_range = parse_range(request.headers.get("Range"), size)
         except RangeNotSatisfiable:
             headers["Content-Range"] = f"bytes */{size}"
-            unsatisfiable = web.Response(status=416, headers=headers)
-            unsatisfiable.content_length = 0
-            return unsatisfiable
+            # An empty body: Content-Length 0, which docker reads as EOF on resume.
+            return web.Response(status=416, headers=headers)
         if byte_range is None:
             status, offset, count = 200, 0, size
         else:

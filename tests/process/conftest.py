@@ -1,0 +1,109 @@
+"""Run ``registryd`` as a real process, as an operator would."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class ServerProcess:
+    proc: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+
+@dataclass
+class Launcher:
+    tmp_path: Path
+    started: list[ServerProcess] = field(default_factory=list)
+
+    def start(
+        self,
+        data_dir: Path,
+        database_url: str | None,
+        *args: str,
+        env: dict[str, str] | None = None,
+        wait: bool = True,
+    ) -> ServerProcess:
+        port = free_port()
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRYD_")}
+        if database_url is not None:
+            full_env["REGISTRYD_DATABASE_URL"] = database_url
+        full_env.update(env or {})
+        log_path = self.tmp_path / f"server-{len(self.started)}.log"
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "registryd",
+                    "serve",
+                    "--data-dir",
+                    str(data_dir),
+                    "--port",
+                    str(port),
+                    *args,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=full_env,
+            )
+        server = ServerProcess(proc, f"http://127.0.0.1:{port}", log_path)
+        self.started.append(server)
+        if wait:
+            self.wait_ready(server)
+        return server
+
+    @staticmethod
+    def wait_ready(server: ServerProcess, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if server.proc.poll() is not None:
+                raise AssertionError(f"server exited {server.proc.returncode}:\n{server.log()}")
+            try:
+                with urllib.request.urlopen(server.url + "/v1/_ping", timeout=1) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError(f"server not ready in {timeout}s:\n{server.log()}")
+
+
+@pytest.fixture
+def launcher(tmp_path: Path) -> Iterator[Launcher]:
+    launch = Launcher(tmp_path)
+    yield launch
+    for server in launch.started:
+        if server.proc.poll() is None:
+            server.proc.kill()
+            server.proc.wait(10)
