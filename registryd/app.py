@@ -9,8 +9,10 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from registryd.auth.secrets import load_token_secret
 from registryd.config import Settings
 from registryd.db.pool import create_pool
+from registryd.domain import users
 from registryd.domain.services import Services
 from registryd.http.middleware import error_middleware
 from registryd.keys import SERVICES, SETTINGS
@@ -35,8 +37,18 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     assert settings.database_url is not None, "resolve the database before create_app"
     storage = FilesystemBackend(settings.storage_root)
     await storage.start()
+    token_secret = await asyncio.to_thread(load_token_secret, settings)
     pool = await create_pool(settings.database_url, settings)
-    app[SERVICES] = Services(pool=pool, storage=storage, settings=settings)
+    svc = Services(pool=pool, storage=storage, settings=settings, token_secret=token_secret)
+    app[SERVICES] = svc
+    if settings.auth_mode == "none":
+        log.warning(
+            "REGISTRYD_AUTH_MODE=none: ANYONE who can reach this server may push, pull "
+            "and delete anything. Use it only for private CI caches and load tests."
+        )
+    if settings.admin_user is not None and settings.admin_password is not None:
+        await users.ensure_admin(svc, settings.admin_user, settings.admin_password)
+        log.info("admin account %r is ready", settings.admin_user)
     sweeper = asyncio.create_task(_sweep_stale_uploads(storage, settings.stale_upload_seconds))
     try:
         yield

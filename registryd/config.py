@@ -104,6 +104,31 @@ def _parse_optional_str(text: str) -> str | None:
     return text.strip() or None
 
 
+def _parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _parse_auth_mode(text: str) -> str:
+    mode = text.strip().lower()
+    if mode not in ("token", "none"):
+        raise ValueError("must be token or none")
+    return mode
+
+
+def _parse_secret(text: str) -> str | None:
+    secret = text.strip()
+    if not secret:
+        return None
+    if len(secret) < 32:
+        raise ValueError("must be at least 32 characters")
+    return secret
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything registryd needs to run; built once, passed down explicitly."""
@@ -125,6 +150,18 @@ class Settings:
     # host[:port] that clients reach us at; None: the request's Host header.
     public_host: str | None = None
     log_level: str = "info"
+    # "token": users, tokens and permissions (v1 spec §4); "none": anyone may do anything.
+    auth_mode: str = "token"
+    # Anonymous clients may read public repositories.
+    anonymous_pull: bool = True
+    # Anyone may create an account with POST /v1/users.
+    open_signup: bool = True
+    # HMAC key for tokens; shared by replicas. None: generated into data_dir once.
+    token_secret: str | None = None
+    token_ttl_seconds: int = 3600
+    # Bootstrapped (created, or its password reset) at start-up when both are set.
+    admin_user: str | None = None
+    admin_password: str | None = None
 
     @property
     def storage_root(self) -> Path:
@@ -133,6 +170,10 @@ class Settings:
     @property
     def embedded_pgdata(self) -> Path:
         return self.data_dir / "postgres"
+
+    @property
+    def token_secret_file(self) -> Path:
+        return self.data_dir / "token-secret"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -166,6 +207,10 @@ class Settings:
                 f"{ENV_PREFIX}DB_POOL_MIN_SIZE={self.db_pool_min_size} is larger than "
                 f"{ENV_PREFIX}DB_POOL_MAX_SIZE={self.db_pool_max_size}"
             )
+        if (self.admin_user is None) != (self.admin_password is None):
+            raise ConfigError(
+                f"{ENV_PREFIX}ADMIN_USER and {ENV_PREFIX}ADMIN_PASSWORD must be set together"
+            )
         if self.max_json_bytes < 2:
             raise ConfigError(f"{ENV_PREFIX}MAX_JSON_BYTES must allow at least a JSON object")
 
@@ -183,4 +228,11 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "stale_upload_seconds": _parse_non_negative_int,
     "public_host": _parse_optional_str,
     "log_level": _parse_log_level,
+    "auth_mode": _parse_auth_mode,
+    "anonymous_pull": _parse_bool,
+    "open_signup": _parse_bool,
+    "token_secret": _parse_secret,
+    "token_ttl_seconds": _parse_positive_int,
+    "admin_user": _parse_optional_str,
+    "admin_password": _parse_optional_str,
 }

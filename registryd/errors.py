@@ -127,3 +127,55 @@ class DigestMismatch(RegistryError):
         super().__init__(f"expected {expected}, got {actual}")
         self.expected = expected
         self.actual = actual
+
+
+# Access ----------------------------------------------------------------------
+
+
+class Unauthenticated(RegistryError):
+    """Missing, malformed or wrong credentials, or a bad token (401)."""
+
+    def __init__(self, reason: str = "Requires authorization") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class AccessDenied(RegistryError):
+    """A known identity without the permission it needs (403)."""
+
+    def __init__(self, reason: str = "Access denied") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ImageNotDeclared(RegistryError):
+    """An image write for a repository whose index list does not hold the image."""
+
+
+# Users and the index -----------------------------------------------------------
+
+
+class UserExists(RegistryError):
+    """The username or e-mail address is taken."""
+
+
+class UserInvalid(RegistryError):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class UserUnknown(RegistryError):
+    pass
+
+
+class SignupDisabled(RegistryError):
+    pass
+
+
+class RequestInvalid(RegistryError):
+    """A body or query parameter the endpoint cannot use."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

@@ -84,7 +84,10 @@ async def database_url(template_ready: str) -> AsyncIterator[str]:
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
+    """Registry-protocol tests run with access open; tests/auth/ run with tokens."""
     return Settings(
+        auth_mode="none",
+        token_secret="test-secret-" + "x" * 32,
         data_dir=tmp_path / "data",
         database_url=database_url,
         db_pool_min_size=1,

@@ -1,4 +1,10 @@
-"""The single access decision every endpoint goes through."""
+"""The single access decision every endpoint goes through (v1 spec §4.3, §4.6).
+
+Namespaces are usernames: a user owns ``<username>/*``; ``library/*`` belongs
+to admins. Public repositories are readable by everyone (anonymous callers
+too, unless anonymous pulls are off); private ones by their owner and admins.
+A token grants one access level on one repository, whoever presents it.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,14 @@ import enum
 
 from aiohttp import web
 
-from registryd.names import RepositoryName
+from registryd.auth.credentials import Caller, resolve_caller
+from registryd.auth.identity import Identity
+from registryd.auth.tokens import Grant
+from registryd.config import Settings
+from registryd.db import queries
+from registryd.errors import AccessDenied, ImageNotDeclared, Unauthenticated
+from registryd.keys import SERVICES
+from registryd.names import LIBRARY_NAMESPACE, ImageId, RepositoryName
 
 
 class Action(enum.Enum):
@@ -15,13 +28,96 @@ class Action(enum.Enum):
     DELETE = "delete"
 
 
-async def authorize(
-    request: web.Request, action: Action, repository: RepositoryName | None
-) -> None:
-    """Allow the request or raise an access error.
+# Token access level -> the actions it allows (our choice in v1 spec §4.3).
+TOKEN_ALLOWS = {
+    "read": {Action.READ},
+    "write": {Action.READ, Action.WRITE, Action.DELETE},
+    "delete": {Action.DELETE},
+}
 
-    ``repository`` is None for ``/v1/images/...``, whose repository comes from
-    the caller's token. Until users and tokens exist every request is allowed.
+
+def may(
+    identity: Identity,
+    repository: RepositoryName,
+    is_public: bool,
+    action: Action,
+    settings: Settings,
+) -> bool:
+    """Whether ``identity`` may do ``action`` on ``repository`` (pure; no tokens involved)."""
+    if identity.is_admin:
+        return True
+    owns = identity.username is not None and identity.username == repository.namespace
+    if action is Action.READ:
+        if is_public:
+            return not identity.is_anonymous or settings.anonymous_pull
+        return owns
+    return owns and repository.namespace != LIBRARY_NAMESPACE
+
+
+def _refuse(caller: Caller, reason: str) -> Exception:
+    """401 for anonymous callers (credentials might help), 403 for known ones."""
+    if caller.identity.is_anonymous and not caller.via_token:
+        return Unauthenticated()
+    return AccessDenied(reason)
+
+
+def _grant_for(caller: Caller, repository: RepositoryName, action: Action) -> Grant:
+    for grant in caller.grants:
+        if grant.repository == repository:
+            if action in TOKEN_ALLOWS[grant.access]:
+                return grant
+            raise AccessDenied(f"Token grants {grant.access} access, not {action.value}")
+    raise AccessDenied("Token is not valid for this repository")
+
+
+async def authorize(request: web.Request, action: Action, repository: RepositoryName) -> Caller:
+    """Allow ``action`` on ``repository`` or raise Unauthenticated/AccessDenied."""
+    svc = request.app[SERVICES]
+    caller = await resolve_caller(request, svc)
+    if svc.settings.auth_mode == "none":
+        return caller
+    if caller.via_token:
+        _grant_for(caller, repository, action)
+        return caller
+    async with svc.pool.acquire() as conn:
+        repo = await queries.fetch_repository(conn, repository)
+    is_public = repo.is_public if repo is not None else True
+    if not may(caller.identity, repository, is_public, action, svc.settings):
+        raise _refuse(caller, f"No {action.value} access to {repository}")
+    return caller
+
+
+async def authorize_image(request: web.Request, action: Action, image_id: ImageId) -> Caller:
+    """Access to ``/v1/images/<id>/...``, whose URL names no repository (v1 spec §4.3).
+
+    Reads: a repository that declared or tagged the image must be readable by
+    the caller (for a token: its repository). Writes: the caller must be
+    allowed to write a repository whose index list declared the image.
     """
-    # TODO(#3): users, tokens and per-repository permissions decide here.
-    del request, action, repository
+    svc = request.app[SERVICES]
+    caller = await resolve_caller(request, svc)
+    if svc.settings.auth_mode == "none" or caller.identity.is_admin:
+        return caller
+    async with svc.pool.acquire() as conn:
+        found = await queries.fetch_repositories_referencing(conn, image_id)
+    referencing = [repo for repo, _ in found]
+    declared_in = {repo.name for repo, declared in found if declared}
+    if caller.via_token:
+        allowed = {a for g in caller.grants for a in TOKEN_ALLOWS[g.access]}
+        if action not in allowed:
+            raise AccessDenied(f"Token does not grant {action.value} access")
+        if action is Action.READ:
+            token_repos = {g.repository for g in caller.grants}
+            if token_repos & {r.name for r in referencing} or any(r.is_public for r in referencing):
+                return caller
+            raise AccessDenied("Image is not part of the token's repository")
+        writable = {g.repository for g in caller.grants if action in TOKEN_ALLOWS[g.access]}
+        if writable & declared_in:
+            return caller
+        raise ImageNotDeclared()
+    relevant = (
+        referencing if action is Action.READ else [r for r in referencing if r.name in declared_in]
+    )
+    if any(may(caller.identity, r.name, r.is_public, action, svc.settings) for r in relevant):
+        return caller
+    raise _refuse(caller, f"No {action.value} access to this image")

@@ -263,3 +263,200 @@ async def delete_v1_tag(conn: Conn, repository_id: int, tag: str) -> bool:
         "DELETE FROM v1_tags WHERE repository_id = $1 AND tag = $2", repository_id, tag
     )
     return bool(status == "DELETE 1")
+
+
+# Users --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class UserRow:
+    user_id: int
+    username: str
+    email: str | None
+    password_hash: str
+    is_admin: bool
+    is_active: bool
+
+
+def _user(row: asyncpg.Record) -> UserRow:
+    return UserRow(
+        user_id=row["user_id"],
+        username=row["username"],
+        email=row["email"],
+        password_hash=row["password_hash"],
+        is_admin=row["is_admin"],
+        is_active=row["is_active"],
+    )
+
+
+async def fetch_user(conn: Conn, username: str) -> UserRow | None:
+    row = await conn.fetchrow("SELECT * FROM users WHERE username = $1", username)
+    return _user(row) if row is not None else None
+
+
+async def insert_user(
+    conn: Conn, username: str, email: str | None, password_hash: str, is_admin: bool
+) -> UserRow | None:
+    """Create a user; None when the username or e-mail address is taken."""
+    try:
+        row = await conn.fetchrow(
+            """
+            INSERT INTO users (username, email, password_hash, is_admin) VALUES ($1, $2, $3, $4)
+            RETURNING *
+            """,
+            username,
+            email,
+            password_hash,
+            is_admin,
+        )
+    except asyncpg.UniqueViolationError:
+        return None
+    assert row is not None
+    return _user(row)
+
+
+async def update_user(
+    conn: Conn,
+    username: str,
+    *,
+    email: str | None = None,
+    password_hash: str | None = None,
+    is_admin: bool | None = None,
+) -> bool:
+    """Change the given fields; False when the e-mail is taken by another account."""
+    try:
+        await conn.execute(
+            """
+            UPDATE users SET email = COALESCE($2, email),
+                             password_hash = COALESCE($3, password_hash),
+                             is_admin = COALESCE($4, is_admin),
+                             updated_at = now()
+            WHERE username = $1
+            """,
+            username,
+            email,
+            password_hash,
+            is_admin,
+        )
+    except asyncpg.UniqueViolationError:
+        return False
+    return True
+
+
+# Repository index ---------------------------------------------------------------
+
+
+async def insert_repository(
+    conn: Conn, name: RepositoryName, created_by: int | None
+) -> RepositoryRow | None:
+    """Create the repository; None if it already exists."""
+    row = await conn.fetchrow(
+        """
+        INSERT INTO repositories (namespace, name, created_by) VALUES ($1, $2, $3)
+        ON CONFLICT (namespace, name) DO NOTHING
+        RETURNING *
+        """,
+        name.namespace,
+        name.repository,
+        created_by,
+    )
+    return _repository(row) if row is not None else None
+
+
+async def delete_repository(conn: Conn, repository_id: int) -> None:
+    """Remove a repository with its tags and declared list; images stay (GC decides)."""
+    await conn.execute("DELETE FROM repositories WHERE repository_id = $1", repository_id)
+
+
+async def set_repository_public(conn: Conn, repository_id: int, is_public: bool) -> None:
+    await conn.execute(
+        "UPDATE repositories SET is_public = $2 WHERE repository_id = $1",
+        repository_id,
+        is_public,
+    )
+
+
+async def declare_images(
+    conn: Conn, repository_id: int, images: list[tuple[str, str | None]]
+) -> None:
+    """Add (image_id, checksum) pairs; never removes, keeps a known checksum (§5.9)."""
+    await conn.executemany(
+        """
+        INSERT INTO repository_images (repository_id, image_id, checksum) VALUES ($1, $2, $3)
+        ON CONFLICT (repository_id, image_id)
+        DO UPDATE SET checksum = COALESCE(EXCLUDED.checksum, repository_images.checksum)
+        """,
+        [(repository_id, image_id, checksum) for image_id, checksum in images],
+    )
+
+
+async def fetch_declared_images(conn: Conn, repository_id: int) -> list[tuple[str, str | None]]:
+    """(image_id, checksum) declared for the repository, the recorded payload checksum if known."""
+    rows = await conn.fetch(
+        """
+        SELECT d.image_id, COALESCE(d.checksum, i.checksum_payload) AS checksum
+        FROM repository_images d LEFT JOIN v1_images i USING (image_id)
+        WHERE d.repository_id = $1
+        ORDER BY d.declared_at, d.image_id
+        """,
+        repository_id,
+    )
+    return [(r["image_id"], r["checksum"]) for r in rows]
+
+
+async def fetch_repositories_referencing(
+    conn: Conn, image_id: str
+) -> list[tuple[RepositoryRow, bool]]:
+    """Repositories that declared or tag the image, each with whether it declared it."""
+    rows = await conn.fetch(
+        """
+        SELECT r.*, EXISTS (
+            SELECT 1 FROM repository_images d
+            WHERE d.repository_id = r.repository_id AND d.image_id = $1
+        ) AS declared
+        FROM repositories r WHERE r.repository_id IN (
+            SELECT repository_id FROM repository_images WHERE image_id = $1
+            UNION
+            SELECT repository_id FROM v1_tags WHERE image_id = $1
+        )
+        """,
+        image_id,
+    )
+    return [(_repository(r), r["declared"]) for r in rows]
+
+
+async def search_repositories(
+    conn: Conn,
+    term: str,
+    viewer: str | None,
+    viewer_is_admin: bool,
+    include_public: bool,
+    limit: int,
+    offset: int,
+) -> tuple[int, list[RepositoryRow]]:
+    """Repositories whose name or description contains ``term`` that the viewer may see.
+
+    Returns (total matches, one page of them) ordered by name.
+    """
+    pattern = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    visible = """
+        ((namespace || '/' || name) ILIKE $1 OR description ILIKE $1)
+        AND ($3 OR ($4 AND is_public) OR namespace = $2)
+    """
+    total: int = await conn.fetchval(
+        f"SELECT count(*) FROM repositories WHERE {visible}",
+        pattern,
+        viewer,
+        viewer_is_admin,
+        include_public,
+    )
+    rows = await conn.fetch(
+        f"SELECT * FROM repositories WHERE {visible} ORDER BY namespace, name LIMIT $5 OFFSET $6",
+        pattern,
+        viewer,
+        viewer_is_admin,
+        include_public,
+        limit,
+        offset,
+    )
+    return total, [_repository(r) for r in rows]

@@ -15,3 +15,5 @@ class Services:
     pool: asyncpg.Pool
     storage: Backend
     settings: Settings
+    # HMAC key for v1 tokens (config or generated into the data directory).
+    token_secret: bytes

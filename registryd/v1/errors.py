@@ -51,21 +51,43 @@ TABLE: dict[type[e.RegistryError], tuple[int, _Message]] = {
     e.BodyIncomplete: (400, "Request body incomplete"),
     e.DigestMismatch: (400, "Checksum mismatch"),
     e.DigestInvalid: (400, "Invalid digest"),
+    e.Unauthenticated: (401, lambda x: x.reason if isinstance(x, e.Unauthenticated) else ""),
+    e.AccessDenied: (403, lambda x: x.reason if isinstance(x, e.AccessDenied) else ""),
+    e.ImageNotDeclared: (400, "This image does not belong to the repository"),
+    # docker's login flow compares this whole body, a bare JSON string (v1 spec §5.12).
+    e.UserExists: (400, "Username or email already exists"),
+    e.UserInvalid: (400, lambda x: x.reason if isinstance(x, e.UserInvalid) else ""),
+    e.UserUnknown: (404, "User not found"),
+    e.SignupDisabled: (403, "Sign-up is disabled on this registry"),
+    e.RequestInvalid: (400, lambda x: x.reason if isinstance(x, e.RequestInvalid) else ""),
 }
 
+# Errors whose body is the bare message as a JSON string instead of {"error": ...}.
+_STRING_BODY: frozenset[type[e.RegistryError]] = frozenset({e.UserExists})
+BASIC_CHALLENGE = 'Basic realm="registryd"'
 
-def error_response(status: int, message: str) -> web.Response:
+
+def error_response(status: int, message: str, *, bare: bool = False) -> web.Response:
     return web.Response(
         status=status,
-        body=json.dumps({"error": message}).encode(),
+        body=json.dumps(message if bare else {"error": message}).encode(),
         content_type="application/json",
         headers=NO_CACHE,
     )
 
 
+def _challenge(request: web.Request) -> str:
+    """401 challenges (v1 spec §2): tokens on the registry side, Basic on the index side."""
+    path = request.path
+    if path.startswith("/v1/images/") or "/tags" in path:
+        return "Token"
+    if path.startswith("/v1/repositories/"):
+        return BASIC_CHALLENGE + ", Token"  # index calls take Basic or a token
+    return BASIC_CHALLENGE
+
+
 def render(request: web.Request, exc: e.RegistryError | web.HTTPException) -> web.Response:
     """The v1 response for ``exc``; unknown domain errors are a programming error (500)."""
-    del request
     if isinstance(exc, web.HTTPException):
         response = error_response(exc.status, exc.reason)
         if "Allow" in exc.headers:
@@ -74,5 +96,9 @@ def render(request: web.Request, exc: e.RegistryError | web.HTTPException) -> we
     for cls in type(exc).__mro__:
         if cls in TABLE:
             status, message = TABLE[cls]
-            return error_response(status, message if isinstance(message, str) else message(exc))
+            text = message if isinstance(message, str) else message(exc)
+            response = error_response(status, text, bare=cls in _STRING_BODY)
+            if status == 401:
+                response.headers["WWW-Authenticate"] = _challenge(request)
+            return response
     raise TypeError(f"no v1 rendering for {type(exc).__name__}") from exc

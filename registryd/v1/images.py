@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from registryd.auth.policy import Action, authorize
+from registryd.auth.policy import Action, authorize_image
 from registryd.domain import images
 from registryd.http.streaming import body_chunks, read_body, send_blob
 from registryd.keys import SERVICES
@@ -14,7 +14,7 @@ from registryd.v1.responses import immutable_headers, json_response, not_modifie
 
 async def _image_id(request: web.Request, action: Action) -> ImageId:
     image_id = parse_image_id(request.match_info["image_id"])
-    await authorize(request, action, None)
+    await authorize_image(request, action, image_id)
     return image_id
 
 

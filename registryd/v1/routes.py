@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from registryd.v1 import images, ping, tags
+from registryd.v1 import images, index, ping, tags, users
 
 _IMAGE = "/v1/images/{image_id}"
 # One-segment names (library/<name>) are registered first, so that
@@ -26,7 +26,21 @@ def add_routes(app: web.Application) -> None:
     r.add_put(_IMAGE + "/checksum", images.put_image_checksum)
     r.add_get(_IMAGE + "/ancestry", images.get_image_ancestry)
 
+    for path in ("/v1/users", "/v1/users/"):
+        r.add_post(path, users.post_users)
+        r.add_get(path, users.get_users)
+    r.add_put("/v1/users/{username}/", users.put_user)
+    r.add_put("/v1/users/{username}", users.put_user)
+    r.add_get("/v1/search", index.get_search)
+
     for repo in _REPOSITORY_FORMS:
+        r.add_put(repo + "/", index.put_repository)
+        r.add_delete(repo + "/", index.delete_repository)
+        r.add_put(repo + "/images", index.put_repository_images)
+        r.add_get(repo + "/images", index.get_repository_images)
+        r.add_put(repo + "/auth", index.put_repository_auth)
+        r.add_get(repo + "/properties", index.get_repository_properties)
+        r.add_put(repo + "/properties", index.put_repository_properties)
         r.add_get(repo + "/tags", tags.get_tags)
         r.add_get(repo + "/tags/{tag}", tags.get_tag)
         r.add_put(repo + "/tags/{tag}", tags.put_tag)

@@ -57,6 +57,7 @@ class Launcher:
     ) -> ServerProcess:
         port = free_port()
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRYD_")}
+        full_env["REGISTRYD_AUTH_MODE"] = "none"  # these tests are about the process
         if database_url is not None:
             full_env["REGISTRYD_DATABASE_URL"] = database_url
         full_env.update(env or {})

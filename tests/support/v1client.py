@@ -22,10 +22,15 @@ async def chunked(data: bytes, chunk_bytes: int = 256 * 1024) -> AsyncIterator[b
 
 
 class V1Client:
-    def __init__(self, http: Http) -> None:
+    """Registry calls; ``auth`` is the Authorization header sent on each (docker: a token)."""
+
+    def __init__(self, http: Http, auth: str | None = None) -> None:
         self.http = http
+        self.auth = auth
 
     async def call(self, method: str, path: str, **kwargs: Any) -> tuple[int, bytes, Any]:
+        if self.auth is not None:
+            kwargs["headers"] = {"Authorization": self.auth, **kwargs.get("headers", {})}
         async with self.http.request(method, path, **kwargs) as resp:
             return resp.status, await resp.read(), resp.headers
 

@@ -1,0 +1,71 @@
+"""Who the caller is: anonymous, a user (HTTP Basic), or the holder of v1 tokens (v1 spec §4.1)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from registryd.auth.identity import ANONYMOUS, Identity
+from registryd.auth.tokens import Grant, parse_token_header, verify_token
+from registryd.domain import users
+from registryd.domain.services import Services
+from registryd.errors import Unauthenticated
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The request's identity and, when it came with tokens, what they grant."""
+
+    identity: Identity
+    grants: list[Grant] = field(default_factory=list)
+
+    @property
+    def via_token(self) -> bool:
+        return bool(self.grants)
+
+
+CALLER = web.RequestKey("caller", Caller)
+
+
+def parse_basic(value: str) -> tuple[str, str]:
+    """(username, password) from the part after ``Basic``; raise Unauthenticated if malformed."""
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise Unauthenticated("Malformed Basic credentials") from None
+    username, sep, password = decoded.partition(":")
+    if not sep or not username:
+        raise Unauthenticated("Malformed Basic credentials")
+    return username, password
+
+
+async def resolve_caller(request: web.Request, svc: Services) -> Caller:
+    """Identify the caller once per request; raise Unauthenticated for bad credentials.
+
+    Credentials that are sent must be valid even where none are needed
+    (v1 spec §5.11: "if one is provided, it needs to be valid").
+    """
+    if CALLER in request:
+        return request[CALLER]
+    header = request.headers.get("Authorization", "").strip()
+    scheme, _, value = header.partition(" ")
+    if not header:
+        caller = Caller(ANONYMOUS)
+    elif scheme.lower() == "basic":
+        username, password = parse_basic(value)
+        caller = Caller(await users.authenticate(svc, username, password))
+    elif scheme.lower() == "token":
+        tokens = parse_token_header(value)
+        if not tokens:
+            raise Unauthenticated("Invalid token")
+        grants = [verify_token(svc.token_secret, fields) for fields in tokens]
+        names = {g.username for g in grants}
+        identity = Identity(names.pop()) if len(names) == 1 and "" not in names else ANONYMOUS
+        caller = Caller(identity, grants)
+    else:
+        raise Unauthenticated("Unsupported authorization scheme")
+    request[CALLER] = caller
+    return caller

@@ -1,0 +1,149 @@
+"""The index side of repositories (v1 spec §5.9-§5.15): declared image lists, deletion,
+visibility and search. Permission checks happen before these are called."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from registryd.auth.identity import Identity
+from registryd.db import queries
+from registryd.db.queries import RepositoryRow
+from registryd.domain.services import Services
+from registryd.errors import ImageIdInvalid, RepositoryUnknown, RequestInvalid
+from registryd.names import LIBRARY_NAMESPACE, RepositoryName, parse_image_id
+
+SEARCH_DEFAULT_PAGE_SIZE = 25
+SEARCH_MAX_PAGE_SIZE = 100
+
+
+def parse_image_list(body: bytes) -> list[tuple[str, str | None]]:
+    """(id, checksum) pairs from a JSON array of ``{"id", "checksum"?}``; an empty body is []."""
+    if not body.strip():
+        return []
+    try:
+        data: Any = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        raise RequestInvalid("Error Decoding JSON") from None
+    if not isinstance(data, list):
+        raise RequestInvalid("Invalid data: expected a JSON array of images")
+    images: list[tuple[str, str | None]] = []
+    for entry in data:
+        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+            raise RequestInvalid('Invalid data: every image needs an "id"')
+        checksum = entry.get("checksum")
+        if checksum is not None and not isinstance(checksum, str):
+            raise RequestInvalid("Invalid data: checksum must be a string")
+        try:
+            images.append((parse_image_id(entry["id"]), checksum or None))
+        except ImageIdInvalid:
+            raise RequestInvalid(f"Invalid image id {entry['id']!r}") from None
+    return images
+
+
+async def declare(svc: Services, name: RepositoryName, body: bytes, creator: Identity) -> None:
+    """PUT /v1/repositories/<name>/: create the repository if needed and add the images."""
+    images = parse_image_list(body)
+    async with svc.pool.acquire() as conn, conn.transaction():
+        user = await queries.fetch_user(conn, creator.username) if creator.username else None
+        repo = await queries.insert_repository(conn, name, user.user_id if user else None)
+        if repo is None:
+            repo = await queries.ensure_repository(conn, name)
+        await queries.declare_images(conn, repo.repository_id, images)
+
+
+async def fetch(svc: Services, name: RepositoryName) -> RepositoryRow:
+    async with svc.pool.acquire() as conn:
+        repo = await queries.fetch_repository(conn, name)
+    if repo is None:
+        raise RepositoryUnknown()
+    return repo
+
+
+async def add_images(svc: Services, name: RepositoryName, body: bytes) -> None:
+    """PUT /v1/repositories/<name>/images: merge ids and checksums; the list never shrinks."""
+    images = parse_image_list(body)
+    repo = await fetch(svc, name)
+    async with svc.pool.acquire() as conn:
+        await queries.declare_images(conn, repo.repository_id, images)
+
+
+async def list_images(svc: Services, name: RepositoryName) -> list[dict[str, str]]:
+    repo = await fetch(svc, name)
+    async with svc.pool.acquire() as conn:
+        declared = await queries.fetch_declared_images(conn, repo.repository_id)
+    return [
+        {"id": image_id, "checksum": checksum} if checksum else {"id": image_id}
+        for image_id, checksum in declared
+    ]
+
+
+async def delete(svc: Services, name: RepositoryName) -> None:
+    repo = await fetch(svc, name)
+    async with svc.pool.acquire() as conn:
+        await queries.delete_repository(conn, repo.repository_id)
+
+
+def parse_properties(body: bytes) -> bool:
+    """``{"access": "private"|"public"}`` -> is_public."""
+    try:
+        data: Any = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        raise RequestInvalid("Error Decoding JSON") from None
+    if not isinstance(data, dict) or data.get("access") not in ("private", "public"):
+        raise RequestInvalid('Expected {"access": "private"} or {"access": "public"}')
+    return bool(data["access"] == "public")
+
+
+async def set_public(svc: Services, name: RepositoryName, is_public: bool) -> None:
+    repo = await fetch(svc, name)
+    async with svc.pool.acquire() as conn:
+        await queries.set_repository_public(conn, repo.repository_id, is_public)
+
+
+def _int_param(params: dict[str, str], key: str, default: int) -> int:
+    raw = params.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise RequestInvalid(f"Query parameter {key} must be an integer") from None
+
+
+async def search(svc: Services, params: dict[str, str], viewer: Identity) -> dict[str, Any]:
+    """GET /v1/search (§5.15): a page of the repositories matching ``q`` the viewer may see."""
+    term = params.get("q", "")
+    page_size = min(max(_int_param(params, "n", SEARCH_DEFAULT_PAGE_SIZE), 1), SEARCH_MAX_PAGE_SIZE)
+    page = min(max(_int_param(params, "page", 1), 1), 1_000_000)
+    everything = svc.settings.auth_mode == "none" or viewer.is_admin
+    include_public = not viewer.is_anonymous or svc.settings.anonymous_pull
+    async with svc.pool.acquire() as conn:
+        total, repos = await queries.search_repositories(
+            conn,
+            term,
+            viewer.username,
+            everything,
+            include_public,
+            page_size,
+            (page - 1) * page_size,
+        )
+    results = [
+        {
+            "name": str(repo.name),
+            "description": repo.description,
+            "star_count": 0,
+            "is_official": repo.name.namespace == LIBRARY_NAMESPACE,
+            "is_trusted": False,
+            "is_automated": False,
+        }
+        for repo in repos
+    ]
+    return {
+        "query": term,
+        "num_results": len(results),
+        "num_pages": max(1, -(-total // page_size)),
+        "page": page,
+        "page_size": page_size,
+        "results": results,
+    }

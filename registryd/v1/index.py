@@ -1,0 +1,116 @@
+"""The index side of v1 (v1 spec §4.2, §5.9-§5.14): repositories, image lists and tokens."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from registryd.auth.credentials import Caller, resolve_caller
+from registryd.auth.policy import Action, authorize
+from registryd.auth.tokens import Grant, issue_token
+from registryd.domain import repositories
+from registryd.errors import AccessDenied, RepositoryNameInvalid, RepositoryUnknown, Unauthenticated
+from registryd.http.streaming import read_body
+from registryd.keys import SERVICES
+from registryd.names import RepositoryName
+from registryd.v1.responses import NO_CACHE, json_response
+
+
+def _repository(request: web.Request, *, reading: bool = False) -> RepositoryName:
+    try:
+        return RepositoryName.parse(
+            request.match_info.get("namespace"), request.match_info["repository"]
+        )
+    except RepositoryNameInvalid:
+        if reading:
+            raise RepositoryUnknown() from None
+        raise
+
+
+def index_headers(
+    request: web.Request, caller: Caller, name: RepositoryName, access: str
+) -> dict[str, str]:
+    """X-Docker-Endpoints always; a token for ``access`` when the client asked for one."""
+    svc = request.app[SERVICES]
+    headers = {**NO_CACHE, "X-Docker-Endpoints": svc.settings.public_host or request.host}
+    if request.headers.get("X-Docker-Token", "").lower() == "true":
+        grant = Grant(
+            username=caller.identity.username or "",
+            repository=name,
+            access=access,
+            expires=int(time.time()) + svc.settings.token_ttl_seconds,
+        )
+        token = issue_token(svc.token_secret, grant)
+        headers["X-Docker-Token"] = token
+        headers["WWW-Authenticate"] = "Token " + token
+    return headers
+
+
+async def put_repository(request: web.Request) -> web.Response:
+    name = _repository(request)
+    caller = await authorize(request, Action.WRITE, name)
+    svc = request.app[SERVICES]
+    body = await read_body(request, svc.settings.max_json_bytes)
+    await repositories.declare(svc, name, body, caller.identity)
+    return json_response(True, headers=index_headers(request, caller, name, "write"))
+
+
+async def delete_repository(request: web.Request) -> web.Response:
+    name = _repository(request, reading=True)
+    caller = await authorize(request, Action.DELETE, name)
+    await repositories.delete(request.app[SERVICES], name)
+    return json_response(True, headers=index_headers(request, caller, name, "delete"))
+
+
+async def put_repository_images(request: web.Request) -> web.Response:
+    name = _repository(request, reading=True)
+    caller = await authorize(request, Action.WRITE, name)
+    svc = request.app[SERVICES]
+    body = await read_body(request, svc.settings.max_json_bytes)
+    await repositories.add_images(svc, name, body)
+    # docker fails the push on anything but exactly 204 (v1 spec §5.10).
+    return web.Response(status=204, headers=index_headers(request, caller, name, "write"))
+
+
+async def get_repository_images(request: web.Request) -> web.Response:
+    name = _repository(request, reading=True)
+    caller = await authorize(request, Action.READ, name)
+    images = await repositories.list_images(request.app[SERVICES], name)
+    return json_response(images, headers=index_headers(request, caller, name, "read"))
+
+
+async def put_repository_auth(request: web.Request) -> web.Response:
+    """Confirms that the request's token is valid for this repository (v1 spec §5.13)."""
+    name = _repository(request, reading=True)
+    svc = request.app[SERVICES]
+    caller = await resolve_caller(request, svc)
+    if not caller.via_token:
+        raise Unauthenticated("A token is required")
+    await repositories.fetch(svc, name)
+    if all(grant.repository != name for grant in caller.grants):
+        raise AccessDenied("Token is not valid for this repository")
+    return json_response("OK")
+
+
+async def get_repository_properties(request: web.Request) -> web.Response:
+    name = _repository(request, reading=True)
+    await authorize(request, Action.READ, name)
+    repo = await repositories.fetch(request.app[SERVICES], name)
+    return json_response({"access": "public" if repo.is_public else "private"})
+
+
+async def put_repository_properties(request: web.Request) -> web.Response:
+    name = _repository(request, reading=True)
+    await authorize(request, Action.WRITE, name)
+    svc = request.app[SERVICES]
+    is_public = repositories.parse_properties(await read_body(request, 1024))
+    await repositories.set_public(svc, name, is_public)
+    return json_response(True)
+
+
+async def get_search(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    caller = await resolve_caller(request, svc)
+    result = await repositories.search(svc, dict(request.query), caller.identity)
+    return json_response(result)
