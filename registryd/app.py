@@ -47,7 +47,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             "and delete anything. Use it only for private CI caches and load tests."
         )
     if settings.admin_user is not None and settings.admin_password is not None:
-        await users.ensure_admin(svc, settings.admin_user, settings.admin_password)
+        await users.ensure_user(svc, settings.admin_user, settings.admin_password, is_admin=True)
         log.info("admin account %r is ready", settings.admin_user)
     sweeper = asyncio.create_task(_sweep_stale_uploads(storage, settings.stale_upload_seconds))
     try:

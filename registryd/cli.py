@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import getpass
 import logging
 import signal
 import sys
@@ -26,6 +27,11 @@ from registryd.db.embedded import (
     ensure_database,
 )
 from registryd.db.migrate import apply_migrations
+from registryd.db.pool import create_pool
+from registryd.domain import users
+from registryd.domain.services import Services
+from registryd.errors import RegistryError
+from registryd.storage.filesystem import FilesystemBackend
 
 log = logging.getLogger("registryd")
 
@@ -59,6 +65,15 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--public-host", help="host[:port] clients reach this registry at")
 
     sub.add_parser("migrate", parents=[common], help="apply database migrations and exit")
+
+    create_user = sub.add_parser(
+        "create-user",
+        parents=[common],
+        help="create an account (or reset its password); the password is read from stdin",
+    )
+    create_user.add_argument("username")
+    create_user.add_argument("--admin", action="store_true", help="may write anywhere")
+    create_user.add_argument("--email")
     return parser
 
 
@@ -112,6 +127,26 @@ async def _migrate(url: str) -> list[str]:
         await conn.close()
 
 
+async def _create_user(settings: Settings, args: argparse.Namespace, password: str) -> str:
+    assert settings.database_url is not None
+    await _migrate(settings.database_url)
+    pool = await create_pool(settings.database_url, settings)
+    try:
+        svc = Services(pool, FilesystemBackend(settings.storage_root), settings, b"")
+        created = await users.ensure_user(
+            svc, args.username, password, is_admin=args.admin, email=args.email
+        )
+    finally:
+        await pool.close()
+    return "created" if created else "updated"
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        return getpass.getpass("password: ")
+    return sys.stdin.readline().rstrip("\n")
+
+
 async def _serve(settings: Settings) -> None:
     assert settings.database_url is not None
     applied = await _migrate(settings.database_url)
@@ -148,12 +183,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with _Database(settings) as db:
             settings = dataclasses.replace(settings, database_url=db.url)
+            if args.command == "create-user":
+                outcome = asyncio.run(_create_user(settings, args, _read_password()))
+                print(f"user {args.username} {outcome}")
+                return 0
             if args.command == "migrate":
                 applied = asyncio.run(_migrate(db.url))
                 print(f"applied {len(applied)} migration(s)" + "".join(f"\n  {m}" for m in applied))
                 return 0
             uvloop.run(_serve(settings))
             return 0
+    except RegistryError as exc:
+        print(f"registryd: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        return 1
     except (OSError, asyncpg.PostgresError) as exc:
         print(f"registryd: cannot start: {exc}", file=sys.stderr)
         return 1

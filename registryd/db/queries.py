@@ -397,7 +397,7 @@ async def fetch_declared_images(conn: Conn, repository_id: int) -> list[tuple[st
         SELECT d.image_id, COALESCE(d.checksum, i.checksum_payload) AS checksum
         FROM repository_images d LEFT JOIN v1_images i USING (image_id)
         WHERE d.repository_id = $1
-        ORDER BY d.declared_at, d.image_id
+        ORDER BY d.declared_seq
         """,
         repository_id,
     )

@@ -108,12 +108,23 @@ async def update_account(svc: Services, caller: Identity, username: str, body: A
             raise UserExists()
 
 
-async def ensure_admin(svc: Services, username: str, password: str) -> None:
-    """Create the admin account, or reset its password and admin flag (start-up bootstrap)."""
+async def ensure_user(
+    svc: Services, username: str, password: str, *, is_admin: bool, email: str | None = None
+) -> bool:
+    """Create the account, or reset its password (and admin flag); True if it was created.
+
+    For operators (start-up admin bootstrap, ``registryd create-user``), not for clients.
+    """
     username = validate_username(username)
+    email = validate_email(email)
     password_hash = await hash_password(validate_password(password))
     async with svc.pool.acquire() as conn, conn.transaction():
         if await queries.fetch_user(conn, username) is None:
-            await queries.insert_user(conn, username, None, password_hash, True)
-        else:
-            await queries.update_user(conn, username, password_hash=password_hash, is_admin=True)
+            if await queries.insert_user(conn, username, email, password_hash, is_admin) is None:
+                raise UserExists()
+            return True
+        if not await queries.update_user(
+            conn, username, email=email, password_hash=password_hash, is_admin=is_admin
+        ):
+            raise UserExists()
+        return False

@@ -141,13 +141,16 @@ async def test_large_layer_push_and_pull_with_flat_memory(
     assert await asyncio.to_thread(server.stop) == 0
 
 
-def _run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def _run_cli(
+    *args: str, env: dict[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRYD_")}
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "registryd", *args],
         capture_output=True,
         text=True,
+        input=stdin,
         env=full_env,
         timeout=120,
         check=False,
@@ -194,3 +197,27 @@ async def test_migrate_command(database_url: str) -> None:
         _run_cli, "migrate", env={"REGISTRYD_DATABASE_URL": database_url}
     )
     assert "applied 0 migration(s)" in result.stdout
+
+
+async def test_create_user_command(database_url: str) -> None:
+    env = {"REGISTRYD_DATABASE_URL": database_url}
+    result = await asyncio.to_thread(
+        _run_cli, "create-user", "ops_admin", "--admin", env=env, stdin="s3cret-pass\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "user ops_admin created" in result.stdout
+    result = await asyncio.to_thread(
+        _run_cli, "create-user", "ops_admin", env=env, stdin="another-pass\n"
+    )
+    assert "user ops_admin updated" in result.stdout
+    result = await asyncio.to_thread(_run_cli, "create-user", "x", env=env, stdin="s3cret-pass\n")
+    assert result.returncode == 1
+    assert "Username must be" in result.stderr
+    conn = await asyncpg.connect(database_url)
+    try:
+        row = await conn.fetchrow("SELECT * FROM users WHERE username = 'ops_admin'")
+    finally:
+        await conn.close()
+    assert row is not None
+    assert row["is_admin"] is False  # the second call did not pass --admin
+    assert row["password_hash"].startswith("$argon2id$")

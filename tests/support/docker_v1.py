@@ -36,7 +36,8 @@ class DockerV1:
 
     async def login(self, email: str = "") -> int:
         """docker 1.0-1.10: POST /v1/users/, then GET /v1/users/ on the magic 400."""
-        assert self.username is not None and self.password is not None
+        assert self.username is not None
+        assert self.password is not None
         body = {"username": self.username, "password": self.password, "auth": "", "email": email}
         status, text, _ = await self.call("POST", "/v1/users/", json=body)
         if status == 201:

@@ -22,6 +22,7 @@ CREATE TABLE repository_images (
     repository_id  bigint NOT NULL REFERENCES repositories ON DELETE CASCADE,
     image_id       text NOT NULL CHECK (image_id ~ '^[a-f0-9]{64}$'),
     checksum       text,
+    declared_seq   bigserial,                   -- keeps the order clients declared them in
     declared_at    timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (repository_id, image_id)
 );
