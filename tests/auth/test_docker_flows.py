@@ -289,3 +289,18 @@ async def test_credentials_must_be_valid_even_for_public_reads(
     wrong = DockerV1(client, "alice", "wrong-password")
     status, _, _ = await wrong.index("GET", "/v1/repositories/alice/app/images")
     assert status == 401
+
+
+async def test_basic_credentials_work_on_registry_calls(client: Client, alice: DockerV1) -> None:
+    """curl-style clients send Basic on every call (v1 spec §4.4)."""
+    images = chain("basic")
+    await alice.push("alice/app", "latest", images)
+    await client.put(
+        "/v1/repositories/alice/app/properties", json={"access": "private"}, headers=alice.basic
+    )
+    for _ in range(3):  # verified once, then served from the verification cache
+        resp = await client.get(f"/v1/images/{images[1].image_id}/layer", headers=alice.basic)
+        assert resp.status == 200
+        assert await resp.read() == images[1].layer
+    resp = await client.get("/v1/repositories/alice/app/tags", headers=alice.basic)
+    assert await resp.json() == {"latest": images[2].image_id}
