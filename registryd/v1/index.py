@@ -10,22 +10,12 @@ from registryd.auth.credentials import Caller, resolve_caller
 from registryd.auth.policy import Action, authorize
 from registryd.auth.tokens import Grant, issue_token
 from registryd.domain import repositories
-from registryd.errors import AccessDenied, RepositoryNameInvalid, RepositoryUnknown, Unauthenticated
+from registryd.errors import AccessDenied, Unauthenticated
 from registryd.http.streaming import read_body
 from registryd.keys import SERVICES
 from registryd.names import RepositoryName
+from registryd.v1.paths import repository_in_path
 from registryd.v1.responses import NO_CACHE, json_response
-
-
-def _repository(request: web.Request, *, reading: bool = False) -> RepositoryName:
-    try:
-        return RepositoryName.parse(
-            request.match_info.get("namespace"), request.match_info["repository"]
-        )
-    except RepositoryNameInvalid:
-        if reading:
-            raise RepositoryUnknown() from None
-        raise
 
 
 def index_headers(
@@ -48,7 +38,7 @@ def index_headers(
 
 
 async def put_repository(request: web.Request) -> web.Response:
-    name = _repository(request)
+    name = repository_in_path(request, reading=False)
     caller = await authorize(request, Action.WRITE, name)
     svc = request.app[SERVICES]
     body = await read_body(request, svc.settings.max_json_bytes)
@@ -57,14 +47,14 @@ async def put_repository(request: web.Request) -> web.Response:
 
 
 async def delete_repository(request: web.Request) -> web.Response:
-    name = _repository(request, reading=True)
+    name = repository_in_path(request, reading=True)
     caller = await authorize(request, Action.DELETE, name)
     await repositories.delete(request.app[SERVICES], name)
     return json_response(True, headers=index_headers(request, caller, name, "delete"))
 
 
 async def put_repository_images(request: web.Request) -> web.Response:
-    name = _repository(request, reading=True)
+    name = repository_in_path(request, reading=True)
     caller = await authorize(request, Action.WRITE, name)
     svc = request.app[SERVICES]
     body = await read_body(request, svc.settings.max_json_bytes)
@@ -74,7 +64,7 @@ async def put_repository_images(request: web.Request) -> web.Response:
 
 
 async def get_repository_images(request: web.Request) -> web.Response:
-    name = _repository(request, reading=True)
+    name = repository_in_path(request, reading=True)
     caller = await authorize(request, Action.READ, name)
     images = await repositories.list_images(request.app[SERVICES], name)
     return json_response(images, headers=index_headers(request, caller, name, "read"))
@@ -82,7 +72,7 @@ async def get_repository_images(request: web.Request) -> web.Response:
 
 async def put_repository_auth(request: web.Request) -> web.Response:
     """Confirms that the request's token is valid for this repository (v1 spec §5.13)."""
-    name = _repository(request, reading=True)
+    name = repository_in_path(request, reading=True)
     svc = request.app[SERVICES]
     caller = await resolve_caller(request, svc)
     if not caller.via_token:
@@ -94,14 +84,14 @@ async def put_repository_auth(request: web.Request) -> web.Response:
 
 
 async def get_repository_properties(request: web.Request) -> web.Response:
-    name = _repository(request, reading=True)
+    name = repository_in_path(request, reading=True)
     await authorize(request, Action.READ, name)
     repo = await repositories.fetch(request.app[SERVICES], name)
     return json_response({"access": "public" if repo.is_public else "private"})
 
 
 async def put_repository_properties(request: web.Request) -> web.Response:
-    name = _repository(request, reading=True)
+    name = repository_in_path(request, reading=True)
     await authorize(request, Action.WRITE, name)
     svc = request.app[SERVICES]
     is_public = repositories.parse_properties(await read_body(request, 1024))
