@@ -23,13 +23,19 @@ from registryd.v1.routes import add_routes as add_v1_routes
 log = logging.getLogger(__name__)
 
 
+# Periodic sweeps never take files younger than this: an upload that is still
+# streaming touches its file constantly, even when start-up sweeps take everything.
+_MIN_PERIODIC_STALE_SECONDS = 300
+
+
 async def _sweep_stale_uploads(storage: FilesystemBackend, max_age_seconds: int) -> None:
-    """Remove abandoned temp files now and then every ``max_age_seconds`` (at least a minute)."""
+    """Remove abandoned temp files at start-up, then periodically."""
     while True:
         removed = await storage.remove_stale_uploads(max_age_seconds)
         if removed:
             log.info("removed %d stale upload file(s)", removed)
-        await asyncio.sleep(max(60, max_age_seconds))
+        max_age_seconds = max(max_age_seconds, _MIN_PERIODIC_STALE_SECONDS)
+        await asyncio.sleep(max_age_seconds)
 
 
 async def _services(app: web.Application) -> AsyncIterator[None]:
