@@ -19,6 +19,8 @@ from registryd.keys import SERVICES, SETTINGS
 from registryd.storage.filesystem import FilesystemBackend
 from registryd.v1 import errors as v1_errors
 from registryd.v1.routes import add_routes as add_v1_routes
+from registryd.v2 import errors as v2_errors
+from registryd.v2.routes import add_routes as add_v2_routes
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +70,15 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings) -> web.Application:
     """Build the application; ``settings.database_url`` must point at a migrated database."""
     app = web.Application(
-        middlewares=[error_middleware([("/v1/", v1_errors.render)], v1_errors.render)],
+        middlewares=[
+            error_middleware(
+                [("/v1/", v1_errors.render), ("/v2", v2_errors.render)],
+                v1_errors.render,
+            )
+        ],
     )
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_services)
     add_v1_routes(app)
+    add_v2_routes(app)
     return app

@@ -58,3 +58,38 @@ def payload_checksum_hasher(image_json: bytes) -> Sha256:
     ``X-Docker-Checksum-Payload`` value the client must send.
     """
     return Sha256(image_json + b"\n")
+
+
+class Hasher:
+    """An incremental hash of any supported algorithm; ``copy`` forks its state."""
+
+    __slots__ = ("_algorithm", "_hash")
+
+    def __init__(self, algorithm: str = "sha256") -> None:
+        if algorithm not in _HEX_LENGTH:
+            raise DigestInvalid(algorithm)
+        self._algorithm = algorithm
+        self._hash = hashlib.new(algorithm)
+
+    @property
+    def algorithm(self) -> str:
+        return self._algorithm
+
+    def update(self, data: bytes | memoryview) -> None:
+        self._hash.update(data)
+
+    def copy(self) -> Hasher:
+        clone = Hasher.__new__(Hasher)
+        clone._algorithm = self._algorithm
+        clone._hash = self._hash.copy()
+        return clone
+
+    def digest(self) -> Digest:
+        return Digest(self._algorithm, self._hash.hexdigest())
+
+
+def digest_of(data: bytes, algorithm: str = "sha256") -> Digest:
+    """The digest of ``data`` with ``algorithm`` (sha256 or sha512)."""
+    hasher = Hasher(algorithm)
+    hasher.update(data)
+    return hasher.digest()

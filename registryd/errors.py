@@ -179,3 +179,66 @@ class RequestInvalid(RegistryError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+# Upload sessions and manifests (OCI distribution) --------------------------
+
+
+class UploadUnknown(RegistryError):
+    """No upload session has this id in this repository (never started, finished or expired)."""
+
+
+class UploadRangeInvalid(RegistryError):
+    """A chunk does not start where the upload ends (chunks must arrive in order)."""
+
+    def __init__(self, size_bytes: int | None = None) -> None:
+        super().__init__("malformed Content-Range" if size_bytes is None else f"at {size_bytes}")
+        self.size_bytes = size_bytes  # None: the Content-Range itself is malformed
+
+
+class UploadBusy(RegistryError):
+    """Another request is writing to this upload session right now."""
+
+
+class SizeInvalid(RegistryError):
+    """The body's length does not match what Content-Range or Content-Length announced."""
+
+
+class ManifestUnknown(RegistryError):
+    def __init__(self, reference: str) -> None:
+        super().__init__(reference)
+        self.reference = reference
+
+
+class ManifestInvalid(RegistryError):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ManifestBlobUnknown(RegistryError):
+    """A manifest refers to a blob (or child manifest) this repository does not hold."""
+
+    def __init__(self, digest: str) -> None:
+        super().__init__(digest)
+        self.digest = digest
+
+
+class PaginationNumberInvalid(RegistryError):
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+class AuthChallenge(RegistryError):
+    """v2: the request needs (other) credentials; answered with a Bearer challenge (401).
+
+    ``scope`` is the Docker token scope that would allow it, ``error`` the
+    RFC 6750 error code (``insufficient_scope`` for a token lacking it).
+    """
+
+    def __init__(self, reason: str, scope: str | None, error: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.scope = scope
+        self.error = error

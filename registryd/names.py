@@ -1,4 +1,4 @@
-"""Identifier grammar: image ids, repository names and tags (v1 spec §3)."""
+"""Identifier grammar: image ids, repository names and tags (v1 spec §3, OCI distribution spec)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,12 @@ _NAMESPACE_RE = re.compile(r"^[a-z0-9_]{4,30}$")
 _REPOSITORY_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,254}$")
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 TAG_PATTERN = _TAG_RE.pattern
+# OCI distribution spec "<name>": path components joined by "/".
+_OCI_NAME_RE = re.compile(
+    r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$"
+)
+# Clients limit host + name to 255 characters; a name alone cannot be longer.
+OCI_NAME_MAX_LENGTH = 255
 # Trailing path words of /v1/repositories/...: a repository so named would be ambiguous.
 RESERVED_REPOSITORY_NAMES = frozenset({"images", "tags", "auth", "json", "properties", "layer"})
 
@@ -50,6 +56,27 @@ class RepositoryName:
         if repository in RESERVED_REPOSITORY_NAMES:
             raise RepositoryNameInvalid(repository, "repository name is a reserved word")
         return cls(ns, repository)
+
+    @classmethod
+    def parse_oci(cls, text: str) -> RepositoryName:
+        """Parse a v2 ``<name>``; raise RepositoryNameInvalid.
+
+        The first component is the namespace, as in v1, so ``alice/app`` is the
+        same repository in both APIs; a one-component name lives in ``library``.
+        Deeper names (``alice/tools/app``) keep the rest as the repository part.
+        """
+        if len(text) > OCI_NAME_MAX_LENGTH or _OCI_NAME_RE.match(text) is None:
+            raise RepositoryNameInvalid(text, "name must match the OCI distribution name grammar")
+        namespace, slash, repository = text.partition("/")
+        if not slash:
+            return cls(LIBRARY_NAMESPACE, text)
+        return cls(namespace, repository)
+
+    def for_oci(self) -> str:
+        """The v2 spelling: ``library/<name>`` is written ``<name>``, as docker does."""
+        if self.namespace == LIBRARY_NAMESPACE:
+            return self.repository
+        return str(self)
 
     def __str__(self) -> str:
         return f"{self.namespace}/{self.repository}"

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from registryd.auth import bearer
 from registryd.auth.identity import ANONYMOUS, Identity
 from registryd.auth.tokens import Grant, parse_token_header, verify_token
 from registryd.domain import users
@@ -21,10 +22,12 @@ class Caller:
 
     identity: Identity
     grants: list[Grant] = field(default_factory=list)
+    # A v2 bearer token: it decides alone, even when it grants nothing.
+    bearer: bool = False
 
     @property
     def via_token(self) -> bool:
-        return bool(self.grants)
+        return bool(self.grants) or self.bearer
 
 
 CALLER = web.RequestKey("caller", Caller)
@@ -65,6 +68,11 @@ async def resolve_caller(request: web.Request, svc: Services) -> Caller:
         names = {g.username for g in grants}
         identity = Identity(names.pop()) if len(names) == 1 and "" not in names else ANONYMOUS
         caller = Caller(identity, grants)
+    elif scheme.lower() == "bearer":
+        # v2 clients present the JWT our token endpoint issued (Docker token flow).
+        subject, grants = bearer.verify(svc.token_secret, value.strip())
+        identity = Identity(subject) if subject else ANONYMOUS
+        caller = Caller(identity, grants, bearer=True)
     else:
         raise Unauthenticated("Unsupported authorization scheme")
     request[CALLER] = caller

@@ -33,6 +33,9 @@ TOKEN_ALLOWS = {
     "read": {Action.READ},
     "write": {Action.READ, Action.WRITE, Action.DELETE},
     "delete": {Action.DELETE},
+    # v2 bearer token scope actions (Docker token spec): one grant per action.
+    "pull": {Action.READ},
+    "push": {Action.WRITE},
 }
 
 
@@ -62,11 +65,13 @@ def _refuse(caller: Caller, reason: str) -> Exception:
 
 
 def _grant_for(caller: Caller, repository: RepositoryName, action: Action) -> Grant:
-    for grant in caller.grants:
-        if grant.repository == repository:
-            if action in TOKEN_ALLOWS[grant.access]:
-                return grant
-            raise AccessDenied(f"Token grants {grant.access} access, not {action.value}")
+    held = [grant for grant in caller.grants if grant.repository == repository]
+    for grant in held:
+        if action in TOKEN_ALLOWS[grant.access]:
+            return grant
+    if held:
+        granted = ", ".join(grant.access for grant in held)
+        raise AccessDenied(f"Token grants {granted} access, not {action.value}")
     raise AccessDenied("Token is not valid for this repository")
 
 

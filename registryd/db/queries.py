@@ -460,3 +460,360 @@ async def search_repositories(
         offset,
     )
     return total, [_repository(r) for r in rows]
+
+
+# ============================================================================
+# OCI distribution (v2): repository blob links, upload sessions, manifests, tags
+# ============================================================================
+
+
+@dataclass(frozen=True, slots=True)
+class UploadRow:
+    upload_id: str
+    repository_id: int
+    size_bytes: int
+    # Set while a request writes to the session; doubles as that request's claim token.
+    busy_since: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestRow:
+    digest: Digest
+    media_type: str
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ReferrerRow:
+    digest: Digest
+    media_type: str
+    size_bytes: int
+    artifact_type: str | None
+    annotations: dict[str, Any] | None
+
+
+def _upload(row: asyncpg.Record) -> UploadRow:
+    return UploadRow(
+        upload_id=row["upload_id"],
+        repository_id=row["repository_id"],
+        size_bytes=row["size_bytes"],
+        busy_since=row["busy_since"],
+    )
+
+
+def _manifest(row: asyncpg.Record) -> ManifestRow:
+    return ManifestRow(
+        digest=Digest.parse(row["digest"]), media_type=row["media_type"], body=row["body"]
+    )
+
+
+async def link_blob(conn: Conn, repository_id: int, digest: Digest) -> None:
+    """Make a stored blob part of a repository (idempotent)."""
+    await conn.execute(
+        """
+        INSERT INTO v2_repository_blobs (repository_id, digest) VALUES ($1, $2)
+        ON CONFLICT DO NOTHING
+        """,
+        repository_id,
+        str(digest),
+    )
+
+
+async def fetch_repository_blob_size(conn: Conn, repository_id: int, digest: Digest) -> int | None:
+    """The size of a blob the repository holds, or None."""
+    size: int | None = await conn.fetchval(
+        """
+        SELECT b.size_bytes FROM v2_repository_blobs l JOIN blobs b USING (digest)
+        WHERE l.repository_id = $1 AND l.digest = $2
+        """,
+        repository_id,
+        str(digest),
+    )
+    return size
+
+
+async def fetch_missing_repository_blobs(
+    conn: Conn, repository_id: int, digests: list[Digest]
+) -> list[Digest]:
+    """Those of ``digests`` the repository does not hold, in the order given."""
+    rows = await conn.fetch(
+        """
+        SELECT d.digest FROM unnest($2::text[]) WITH ORDINALITY AS d (digest, n)
+        WHERE NOT EXISTS (
+            SELECT 1 FROM v2_repository_blobs l WHERE l.repository_id = $1 AND l.digest = d.digest
+        )
+        ORDER BY d.n
+        """,
+        repository_id,
+        [str(d) for d in digests],
+    )
+    return [Digest.parse(r["digest"]) for r in rows]
+
+
+async def unlink_blob(conn: Conn, repository_id: int, digest: Digest) -> bool:
+    status = await conn.execute(
+        "DELETE FROM v2_repository_blobs WHERE repository_id = $1 AND digest = $2",
+        repository_id,
+        str(digest),
+    )
+    return bool(status == "DELETE 1")
+
+
+_UPLOAD_COLUMNS = "upload_id, repository_id, size_bytes, busy_since"
+
+
+async def insert_upload(conn: Conn, upload_id: str, repository_id: int) -> UploadRow:
+    row = await conn.fetchrow(
+        f"""
+        INSERT INTO v2_uploads (upload_id, repository_id) VALUES ($1, $2)
+        RETURNING {_UPLOAD_COLUMNS}
+        """,
+        upload_id,
+        repository_id,
+    )
+    assert row is not None
+    return _upload(row)
+
+
+async def fetch_upload(conn: Conn, upload_id: str, repository_id: int) -> UploadRow | None:
+    row = await conn.fetchrow(
+        f"SELECT {_UPLOAD_COLUMNS} FROM v2_uploads WHERE upload_id = $1 AND repository_id = $2",
+        upload_id,
+        repository_id,
+    )
+    return _upload(row) if row is not None else None
+
+
+async def claim_upload(
+    conn: Conn, upload_id: str, repository_id: int, stale_busy_seconds: int
+) -> UploadRow | None:
+    """Mark the session busy for this request; None if it is unknown or busy elsewhere.
+
+    A busy mark older than ``stale_busy_seconds`` belongs to a request that died
+    with its process, and is taken over.
+    """
+    row = await conn.fetchrow(
+        f"""
+        UPDATE v2_uploads SET busy_since = now(), updated_at = now()
+        WHERE upload_id = $1 AND repository_id = $2
+          AND (busy_since IS NULL OR busy_since < now() - make_interval(secs => $3))
+        RETURNING {_UPLOAD_COLUMNS}
+        """,
+        upload_id,
+        repository_id,
+        stale_busy_seconds,
+    )
+    return _upload(row) if row is not None else None
+
+
+async def release_upload(conn: Conn, upload_id: str, size_bytes: int, claimed_at: datetime) -> bool:
+    """Record the session's new size and clear the busy mark set at ``claimed_at``.
+
+    Returns False when the claim was taken over (or the session deleted) meanwhile.
+    """
+    status = await conn.execute(
+        """
+        UPDATE v2_uploads SET size_bytes = $2, busy_since = NULL, updated_at = now()
+        WHERE upload_id = $1 AND busy_since = $3
+        """,
+        upload_id,
+        size_bytes,
+        claimed_at,
+    )
+    return bool(status == "UPDATE 1")
+
+
+async def delete_upload(conn: Conn, upload_id: str) -> bool:
+    status = await conn.execute("DELETE FROM v2_uploads WHERE upload_id = $1", upload_id)
+    return bool(status == "DELETE 1")
+
+
+async def delete_expired_uploads(conn: Conn, max_age_seconds: int) -> list[str]:
+    """Forget sessions untouched for ``max_age_seconds``; return their ids (to remove files)."""
+    rows = await conn.fetch(
+        """
+        DELETE FROM v2_uploads
+        WHERE updated_at < now() - make_interval(secs => $1)
+          AND (busy_since IS NULL OR busy_since < now() - make_interval(secs => $1))
+        RETURNING upload_id
+        """,
+        max_age_seconds,
+    )
+    return [r["upload_id"] for r in rows]
+
+
+async def upsert_manifest(
+    conn: Conn,
+    repository_id: int,
+    digest: Digest,
+    media_type: str,
+    body: bytes,
+    subject: Digest | None,
+    artifact_type: str | None,
+    annotations: dict[str, Any] | None,
+) -> None:
+    """Store a manifest; the same digest again keeps the first row (same bytes)."""
+    await conn.execute(
+        """
+        INSERT INTO v2_manifests (
+            repository_id, digest, media_type, body, subject_digest, artifact_type, annotations
+        ) VALUES ($1, $2, $3, $4, $5, $6, $7)
+        ON CONFLICT (repository_id, digest) DO NOTHING
+        """,
+        repository_id,
+        str(digest),
+        media_type,
+        body,
+        str(subject) if subject is not None else None,
+        artifact_type,
+        json.dumps(annotations) if annotations is not None else None,
+    )
+
+
+async def insert_manifest_references(
+    conn: Conn, repository_id: int, manifest: Digest, digests: list[Digest]
+) -> None:
+    await conn.execute(
+        """
+        INSERT INTO v2_manifest_references (repository_id, manifest_digest, digest)
+        SELECT $1, $2, d FROM unnest($3::text[]) AS d
+        ON CONFLICT DO NOTHING
+        """,
+        repository_id,
+        str(manifest),
+        [str(d) for d in digests],
+    )
+
+
+async def fetch_manifest(conn: Conn, repository_id: int, digest: Digest) -> ManifestRow | None:
+    row = await conn.fetchrow(
+        """
+        SELECT digest, media_type, body FROM v2_manifests
+        WHERE repository_id = $1 AND digest = $2
+        """,
+        repository_id,
+        str(digest),
+    )
+    return _manifest(row) if row is not None else None
+
+
+async def fetch_tagged_manifest(conn: Conn, repository_id: int, tag: str) -> ManifestRow | None:
+    row = await conn.fetchrow(
+        """
+        SELECT m.digest, m.media_type, m.body
+        FROM v2_tags t JOIN v2_manifests m
+            ON m.repository_id = t.repository_id AND m.digest = t.manifest_digest
+        WHERE t.repository_id = $1 AND t.tag = $2
+        """,
+        repository_id,
+        tag,
+    )
+    return _manifest(row) if row is not None else None
+
+
+async def fetch_missing_manifests(
+    conn: Conn, repository_id: int, digests: list[Digest]
+) -> list[Digest]:
+    """Those of ``digests`` that are not manifests of the repository, in the order given."""
+    rows = await conn.fetch(
+        """
+        SELECT d.digest FROM unnest($2::text[]) WITH ORDINALITY AS d (digest, n)
+        WHERE NOT EXISTS (
+            SELECT 1 FROM v2_manifests m WHERE m.repository_id = $1 AND m.digest = d.digest
+        )
+        ORDER BY d.n
+        """,
+        repository_id,
+        [str(d) for d in digests],
+    )
+    return [Digest.parse(r["digest"]) for r in rows]
+
+
+async def upsert_v2_tag(conn: Conn, repository_id: int, tag: str, digest: Digest) -> None:
+    await conn.execute(
+        """
+        INSERT INTO v2_tags (repository_id, tag, manifest_digest) VALUES ($1, $2, $3)
+        ON CONFLICT (repository_id, tag) DO UPDATE
+        SET manifest_digest = EXCLUDED.manifest_digest, updated_at = now()
+        """,
+        repository_id,
+        tag,
+        str(digest),
+    )
+
+
+async def delete_manifest(conn: Conn, repository_id: int, digest: Digest) -> bool:
+    """Delete a manifest; its tags and references go with it."""
+    status = await conn.execute(
+        "DELETE FROM v2_manifests WHERE repository_id = $1 AND digest = $2",
+        repository_id,
+        str(digest),
+    )
+    return bool(status == "DELETE 1")
+
+
+async def delete_v2_tag(conn: Conn, repository_id: int, tag: str) -> bool:
+    status = await conn.execute(
+        "DELETE FROM v2_tags WHERE repository_id = $1 AND tag = $2", repository_id, tag
+    )
+    return bool(status == "DELETE 1")
+
+
+async def fetch_v2_tags_page(
+    conn: Conn, repository_id: int, last: str | None, limit: int
+) -> list[str]:
+    """Up to ``limit`` tags after ``last`` (exclusive), in byte order."""
+    rows = await conn.fetch(
+        """
+        SELECT tag FROM v2_tags
+        WHERE repository_id = $1 AND ($2::text IS NULL OR tag > $2::text COLLATE "C")
+        ORDER BY tag LIMIT $3
+        """,
+        repository_id,
+        last,
+        limit,
+    )
+    return [r["tag"] for r in rows]
+
+
+async def fetch_repositories_page(conn: Conn, last: str | None, limit: int) -> list[RepositoryRow]:
+    """Up to ``limit`` repositories named after ``last`` (``namespace/name``, exclusive),
+    in byte order of that name."""
+    rows = await conn.fetch(
+        """
+        SELECT * FROM repositories
+        WHERE $1::text IS NULL OR (namespace || '/' || name) COLLATE "C" > $1::text COLLATE "C"
+        ORDER BY (namespace || '/' || name) COLLATE "C" LIMIT $2
+        """,
+        last,
+        limit,
+    )
+    return [_repository(r) for r in rows]
+
+
+async def fetch_referrers(
+    conn: Conn, repository_id: int, subject: Digest, artifact_type: str | None
+) -> list[ReferrerRow]:
+    """Manifests of the repository whose ``subject`` is ``subject``, optionally filtered."""
+    rows = await conn.fetch(
+        """
+        SELECT digest, media_type, octet_length(body) AS size_bytes, artifact_type, annotations
+        FROM v2_manifests
+        WHERE repository_id = $1 AND subject_digest = $2
+          AND ($3::text IS NULL OR artifact_type = $3::text)
+        ORDER BY digest
+        """,
+        repository_id,
+        str(subject),
+        artifact_type,
+    )
+    return [
+        ReferrerRow(
+            digest=Digest.parse(r["digest"]),
+            media_type=r["media_type"],
+            size_bytes=r["size_bytes"],
+            artifact_type=r["artifact_type"],
+            annotations=json.loads(r["annotations"]) if r["annotations"] is not None else None,
+        )
+        for r in rows
+    ]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 
 from registryd.config import Settings
+from registryd.domain.upload_hashes import UploadHashes
 from registryd.storage.base import Backend
 
 
@@ -17,3 +18,5 @@ class Services:
     settings: Settings
     # HMAC key for v1 tokens (config or generated into the data directory).
     token_secret: bytes
+    # Per-process cache of v2 upload hash states (the sessions live in the database).
+    upload_hashes: UploadHashes = field(default_factory=UploadHashes)

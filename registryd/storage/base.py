@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import BinaryIO, Protocol, Self
 
-from registryd.digest import Digest, Sha256
+from registryd.digest import Digest, Hasher, Sha256
 
 
 class BlobWriter(Protocol):
@@ -30,6 +30,33 @@ class BlobWriter(Protocol):
 
     async def cancel(self) -> None:
         """Discard the pending bytes. Safe to call more than once."""
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+class UploadAppender(Protocol):
+    """One request's bytes appended to an upload session's temp file.
+
+    Use it as an async context manager: leaving without ``finish`` truncates the
+    file back to where this request started, so a failed chunk leaves no trace.
+    """
+
+    @property
+    def size_bytes(self) -> int:
+        """The session's total size so far, this request's bytes included."""
+
+    async def write(self, data: bytes) -> None:
+        """Append ``data`` (and feed the hasher); file IO runs off the event loop."""
+
+    async def finish(self) -> int:
+        """Make the bytes durable (fsync) and return the session's total size."""
 
     async def __aenter__(self) -> Self: ...
 
@@ -69,6 +96,31 @@ class Backend(Protocol):
 
     async def delete(self, digest: Digest) -> bool:
         """Remove a committed blob; return whether it existed."""
+
+    async def create_upload(self) -> str:
+        """Create an empty upload session file; return its key."""
+
+    async def append_upload(
+        self, upload_key: str, offset: int, hasher: Hasher | None
+    ) -> UploadAppender:
+        """Continue the session file at ``offset`` (bytes past it are dropped).
+
+        ``hasher``, if given, has seen exactly the first ``offset`` bytes and sees
+        every new one. Raises UploadUnknown when the file is gone or shorter.
+        """
+
+    async def commit_upload(
+        self, upload_key: str, size_bytes: int, expected: Digest, hasher: Hasher | None
+    ) -> None:
+        """Verify the session's bytes against ``expected`` and store them as that blob.
+
+        Without a ``hasher`` of the expected algorithm the file is re-hashed
+        (the state may have lived in another process). Raises DigestMismatch
+        (the file stays, for the caller to delete) or UploadUnknown.
+        """
+
+    async def delete_upload(self, upload_key: str) -> None:
+        """Remove a session's file; a missing file is fine."""
 
     async def remove_stale_uploads(self, max_age_seconds: float) -> int:
         """Remove temp files untouched for ``max_age_seconds``; return how many."""

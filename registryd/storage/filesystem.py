@@ -14,8 +14,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Self
 
-from registryd.digest import Digest, Sha256
-from registryd.errors import BlobUnknown, DigestMismatch
+from registryd.digest import Digest, Hasher, Sha256
+from registryd.errors import BlobUnknown, DigestMismatch, UploadUnknown
 from registryd.storage import paths
 
 
@@ -25,6 +25,21 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+_REHASH_CHUNK_BYTES = 1024 * 1024
+
+
+def _store_at_content_address(root: Path, source: Path, digest: Digest) -> None:
+    """Rename a complete, fsynced temp file to the blob's path (or drop it if stored)."""
+    target = paths.blob_path(root, digest)
+    if target.exists():
+        # Same digest, same bytes: keep the stored copy (dedup).
+        source.unlink()
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    source.replace(target)
+    _fsync_dir(target.parent)
 
 
 class FilesystemWriter:
@@ -76,14 +91,7 @@ class FilesystemWriter:
         os.fsync(self._fd)
         os.close(self._fd)
         self._fd = None
-        target = paths.blob_path(self._root, digest)
-        if target.exists():
-            # Same digest, same bytes: keep the stored copy (dedup).
-            self._path.unlink()
-            return digest
-        target.parent.mkdir(parents=True, exist_ok=True)
-        self._path.replace(target)
-        _fsync_dir(target.parent)
+        _store_at_content_address(self._root, self._path, digest)
         return digest
 
     async def commit(self, expected: Digest | None = None) -> Digest:
@@ -122,6 +130,73 @@ class FilesystemWriter:
         tb: TracebackType | None,
     ) -> None:
         await self.cancel()
+
+
+class FilesystemAppender:
+    """Appends one request's bytes to ``uploads/<key>.part`` at a known offset."""
+
+    def __init__(self, path: Path, fd: int, offset: int, hasher: Hasher | None) -> None:
+        self._path = path
+        self._fd: int | None = fd
+        self._start = offset
+        self._size_bytes = offset
+        self._hasher = hasher
+
+    @property
+    def size_bytes(self) -> int:
+        return self._size_bytes
+
+    def _write_sync(self, data: bytes) -> None:
+        assert self._fd is not None
+        if self._hasher is not None:
+            self._hasher.update(data)
+        view = memoryview(data)
+        offset = self._size_bytes
+        while view:
+            written = os.pwrite(self._fd, view, offset)
+            view = view[written:]
+            offset += written
+
+    async def write(self, data: bytes) -> None:
+        if self._fd is None:
+            raise RuntimeError("write after finish")
+        if not data:
+            return
+        await asyncio.get_running_loop().run_in_executor(None, self._write_sync, data)
+        self._size_bytes += len(data)
+
+    def _finish_sync(self) -> None:
+        assert self._fd is not None
+        os.fsync(self._fd)
+        os.close(self._fd)
+        self._fd = None
+
+    async def finish(self) -> int:
+        if self._fd is None:
+            raise RuntimeError("finish after finish")
+        await asyncio.shield(asyncio.get_running_loop().run_in_executor(None, self._finish_sync))
+        return self._size_bytes
+
+    def _abort_sync(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            os.ftruncate(self._fd, self._start)
+        finally:
+            os.close(self._fd)
+            self._fd = None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._fd is not None:
+            await asyncio.shield(asyncio.get_running_loop().run_in_executor(None, self._abort_sync))
 
 
 class FilesystemBlob:
@@ -189,6 +264,84 @@ class FilesystemBackend:
 
     async def delete(self, digest: Digest) -> bool:
         return await asyncio.get_running_loop().run_in_executor(None, self._delete_sync, digest)
+
+    def _create_upload_sync(self) -> str:
+        key = paths.new_upload_key()
+        fd = os.open(
+            paths.upload_session_path(self.root, key), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644
+        )
+        os.close(fd)
+        return key
+
+    async def create_upload(self) -> str:
+        return await asyncio.get_running_loop().run_in_executor(None, self._create_upload_sync)
+
+    def _append_upload_sync(
+        self, upload_key: str, offset: int, hasher: Hasher | None
+    ) -> FilesystemAppender:
+        path = paths.upload_session_path(self.root, upload_key)
+        try:
+            fd = os.open(path, os.O_WRONLY)
+        except FileNotFoundError:
+            raise UploadUnknown() from None
+        try:
+            size = os.fstat(fd).st_size
+            if size < offset:
+                raise UploadUnknown()  # the recorded bytes are gone: the session is lost
+            if size > offset:
+                os.ftruncate(fd, offset)  # left by a request that died mid-chunk
+            # Touch it: the stale sweeper judges sessions by their file's mtime.
+            os.utime(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        return FilesystemAppender(path, fd, offset, hasher)
+
+    async def append_upload(
+        self, upload_key: str, offset: int, hasher: Hasher | None
+    ) -> FilesystemAppender:
+        return await asyncio.get_running_loop().run_in_executor(
+            None, self._append_upload_sync, upload_key, offset, hasher
+        )
+
+    def _commit_upload_sync(
+        self, upload_key: str, size_bytes: int, expected: Digest, hasher: Hasher | None
+    ) -> None:
+        path = paths.upload_session_path(self.root, upload_key)
+        try:
+            file = path.open("r+b", buffering=0)
+        except FileNotFoundError:
+            raise UploadUnknown() from None
+        with file:
+            if os.fstat(file.fileno()).st_size < size_bytes:
+                raise UploadUnknown()
+            file.truncate(size_bytes)
+            if hasher is None or hasher.algorithm != expected.algorithm:
+                hasher = Hasher(expected.algorithm)
+                while chunk := file.read(_REHASH_CHUNK_BYTES):
+                    hasher.update(chunk)
+            actual = hasher.digest()
+            if actual != expected:
+                raise DigestMismatch(str(expected), str(actual))
+            os.fsync(file.fileno())
+        _store_at_content_address(self.root, path, expected)
+
+    async def commit_upload(
+        self, upload_key: str, size_bytes: int, expected: Digest, hasher: Hasher | None
+    ) -> None:
+        # Shielded: a cancelled caller must not split fsync and rename.
+        await asyncio.shield(
+            asyncio.get_running_loop().run_in_executor(
+                None, self._commit_upload_sync, upload_key, size_bytes, expected, hasher
+            )
+        )
+
+    def _delete_upload_sync(self, upload_key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            paths.upload_session_path(self.root, upload_key).unlink()
+
+    async def delete_upload(self, upload_key: str) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self._delete_upload_sync, upload_key)
 
     def _remove_stale_uploads_sync(self, max_age_seconds: float) -> int:
         cutoff = time.time() - max_age_seconds

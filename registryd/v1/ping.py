@@ -17,9 +17,3 @@ PING_HEADERS = {
 async def get_ping(request: web.Request) -> web.Response:
     del request
     return json_response(True, headers=PING_HEADERS)
-
-
-async def get_v2_base(request: web.Request) -> web.Response:
-    """``GET /v2/``: 404 without the v2 version header, so docker >= 1.6 falls back to v1."""
-    del request
-    return json_response({"error": "Not found"}, status=404)

@@ -16,8 +16,6 @@ def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/v1/_ping", ping.get_ping)
     r.add_get("/_ping", ping.get_ping)
-    r.add_get("/v2/", ping.get_v2_base, allow_head=False)
-    r.add_get("/v2", ping.get_v2_base, allow_head=False)
 
     r.add_put(_IMAGE + "/json", images.put_image_json)
     r.add_get(_IMAGE + "/json", images.get_image_json)  # GET also answers HEAD

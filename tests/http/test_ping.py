@@ -16,10 +16,11 @@ async def test_ping(client: Client, path: str) -> None:
 
 
 @pytest.mark.parametrize("path", ["/v2/", "/v2"])
-async def test_v2_base_is_404_so_docker_falls_back_to_v1(client: Client, path: str) -> None:
+async def test_v2_base_answers_200_with_the_api_version(client: Client, path: str) -> None:
     resp = await client.get(path)
-    assert resp.status == 404
-    assert "Docker-Distribution-API-Version" not in resp.headers
+    assert resp.status == 200
+    assert resp.headers["Docker-Distribution-API-Version"] == "registry/2.0"
+    assert await resp.json() == {}
 
 
 async def test_unknown_path_is_a_json_404(client: Client) -> None:

@@ -19,7 +19,6 @@ def three_layers() -> list[bytes]:
 
 async def test_push_then_pull_three_layers(client: Client, settings: Settings) -> None:
     docker = V1Client(client)
-    assert (await client.get("/v2/")).status == 404  # docker >= 1.6 falls back to v1
     assert (await client.get("/v1/_ping")).status == 200
     chain = make_chain("app", three_layers())
     assert await docker.push("alice/app", "latest", chain) == ["pushed"] * 3

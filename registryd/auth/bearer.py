@@ -1,0 +1,116 @@
+"""Docker registry bearer tokens for the v2 API: short-lived HS256 JWTs.
+
+The token endpoint signs one for the scopes a caller asked for, cut down to
+what the policy allows; the registry accepts it only with our algorithm,
+issuer and audience, unexpired, and for the repositories and actions it
+lists. The key is the server's token secret, so replicas accept each other's.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from registryd.auth.tokens import Grant
+from registryd.errors import RepositoryNameInvalid, Unauthenticated
+from registryd.names import RepositoryName
+
+ALGORITHM = "HS256"
+ISSUER = "registryd"
+# The "service" of the WWW-Authenticate challenge and the tokens' audience.
+SERVICE = "registryd"
+TOKEN_TTL_SECONDS = 300
+# Docker scope actions -> access levels of the policy's grants.
+ACTION_ACCESS = {"pull": "pull", "push": "push", "delete": "delete"}
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeRequest:
+    """``repository:<name>:<actions>`` as sent to the token endpoint."""
+
+    repository: RepositoryName
+    name: str  # as the client spelled it; echoed back in the token
+    actions: frozenset[str]
+
+
+def parse_scope(text: str) -> ScopeRequest | None:
+    """A repository scope, or None for other resource types and malformed ones."""
+    resource_type, _, rest = text.partition(":")
+    name, _, actions = rest.rpartition(":")
+    if resource_type != "repository" or not name:
+        return None
+    try:
+        repository = RepositoryName.parse_oci(name)
+    except RepositoryNameInvalid:
+        return None
+    wanted = {a for a in actions.split(",") if a}
+    if "*" in wanted:
+        wanted = set(ACTION_ACCESS)
+    return ScopeRequest(repository, name, frozenset(wanted & set(ACTION_ACCESS)))
+
+
+def issue(
+    secret: bytes, username: str | None, access: list[tuple[str, list[str]]], now: float
+) -> str:
+    """A signed token granting ``access`` ([(name, actions)]) to ``username`` (None: anonymous)."""
+    claims: dict[str, Any] = {
+        "iss": ISSUER,
+        "sub": username or "",
+        "aud": SERVICE,
+        "iat": int(now),
+        "nbf": int(now) - 1,
+        "exp": int(now) + TOKEN_TTL_SECONDS,
+        "jti": secrets.token_hex(12),
+        "access": [
+            {"type": "repository", "name": name, "actions": actions} for name, actions in access
+        ],
+    }
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def verify(secret: bytes, token: str, now: float | None = None) -> tuple[str, list[Grant]]:
+    """The subject and grants of a valid token; raise Unauthenticated otherwise.
+
+    Only HS256 is accepted (never "none" or an algorithm named by the token),
+    and issuer, audience and expiry must all be present and right.
+    """
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            audience=SERVICE,
+            issuer=ISSUER,
+            options={"require": ["exp", "iat", "iss", "aud"]},
+            leeway=0 if now is None else -(time.time() - now),
+        )
+    except jwt.ExpiredSignatureError:
+        raise Unauthenticated("Token expired") from None
+    except jwt.InvalidTokenError:
+        raise Unauthenticated("Invalid token") from None
+    subject = claims.get("sub") or ""
+    expires = int(claims["exp"])
+    grants: list[Grant] = []
+    access = claims.get("access")
+    if not isinstance(access, list):
+        raise Unauthenticated("Invalid token")
+    for entry in access:
+        if not isinstance(entry, dict) or entry.get("type") != "repository":
+            continue
+        try:
+            repository = RepositoryName.parse_oci(str(entry.get("name")))
+        except RepositoryNameInvalid:
+            raise Unauthenticated("Invalid token") from None
+        actions = entry.get("actions")
+        if not isinstance(actions, list):
+            raise Unauthenticated("Invalid token")
+        grants += [
+            Grant(subject, repository, ACTION_ACCESS[a], expires)
+            for a in actions
+            if a in ACTION_ACCESS
+        ]
+    return subject, grants

@@ -1,0 +1,66 @@
+"""v2 blobs: a repository holds a blob once it was uploaded or mounted there.
+
+The bytes and the ``blobs`` row are shared by every repository and by v1 layers;
+a repository's claim on them is a link. Deleting a blob removes only the link
+(the bytes may be a layer elsewhere; reclaiming them is garbage collection).
+"""
+
+from __future__ import annotations
+
+from registryd.db import queries
+from registryd.digest import Digest
+from registryd.domain.services import Services
+from registryd.errors import BlobUnknown, RepositoryUnknown
+from registryd.names import RepositoryName
+from registryd.storage.base import OpenBlob
+
+
+async def open_blob(svc: Services, name: RepositoryName, digest: Digest) -> OpenBlob:
+    """Open a blob of the repository for reading; raise BlobUnknown."""
+    async with svc.pool.acquire() as conn:
+        repo = await queries.fetch_repository(conn, name)
+        size = (
+            await queries.fetch_repository_blob_size(conn, repo.repository_id, digest)
+            if repo is not None
+            else None
+        )
+    if size is None:
+        raise BlobUnknown(str(digest))
+    return await svc.storage.open(digest)
+
+
+async def delete_blob(svc: Services, name: RepositoryName, digest: Digest) -> None:
+    """Remove the blob from the repository; raise BlobUnknown if it was not there."""
+    async with svc.pool.acquire() as conn:
+        repo = await queries.fetch_repository(conn, name)
+        if repo is None or not await queries.unlink_blob(conn, repo.repository_id, digest):
+            raise BlobUnknown(str(digest))
+
+
+async def mount_blob(
+    svc: Services, name: RepositoryName, source: RepositoryName, digest: Digest
+) -> bool:
+    """Link a blob ``source`` holds into ``name`` (spec end-11); False if ``source`` lacks it.
+
+    The caller has checked that the client may read ``source``.
+    """
+    async with svc.pool.acquire() as conn:
+        source_repo = await queries.fetch_repository(conn, source)
+        if source_repo is None:
+            return False
+        size = await queries.fetch_repository_blob_size(conn, source_repo.repository_id, digest)
+    if size is None or await svc.storage.stat(digest) is None:
+        return False
+    async with svc.pool.acquire() as conn, conn.transaction():
+        repo = await queries.ensure_repository(conn, name)
+        await queries.link_blob(conn, repo.repository_id, digest)
+    return True
+
+
+async def fetch_repository_id(svc: Services, name: RepositoryName) -> int:
+    """The repository's id; raise RepositoryUnknown."""
+    async with svc.pool.acquire() as conn:
+        repo = await queries.fetch_repository(conn, name)
+    if repo is None:
+        raise RepositoryUnknown()
+    return repo.repository_id

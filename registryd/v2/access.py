@@ -1,0 +1,76 @@
+"""v2 access: the policy's decision, turned into the Docker token flow's answers.
+
+Every v2 handler asks ``registryd.auth.policy.authorize``. A caller without
+credentials, with bad ones, or with a bearer token lacking the scope gets a
+401 challenge naming our token endpoint and the scope to ask for (so clients
+fetch a fitting token and retry); a signed-in user without the permission gets
+403 DENIED.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from registryd.auth import policy
+from registryd.auth.bearer import SERVICE
+from registryd.auth.credentials import CALLER, Caller, resolve_caller
+from registryd.auth.policy import Action
+from registryd.errors import AccessDenied, AuthChallenge, RegistryError, Unauthenticated
+from registryd.keys import SERVICES
+from registryd.names import RepositoryName
+
+TOKEN_PATH = "/v2/token"
+_SCOPE_ACTIONS = {Action.READ: "pull", Action.WRITE: "pull,push", Action.DELETE: "delete"}
+
+
+def scope(name: RepositoryName, action: Action) -> str:
+    return f"repository:{name.for_oci()}:{_SCOPE_ACTIONS[action]}"
+
+
+def challenge_header(request: web.Request, challenge: AuthChallenge) -> str:
+    """``WWW-Authenticate: Bearer realm=…,service=…[,scope=…][,error=…]``."""
+    settings = request.app[SERVICES].settings
+    host = settings.public_host or request.host
+    parts = [f'realm="{request.scheme}://{host}{TOKEN_PATH}"', f'service="{SERVICE}"']
+    if challenge.scope is not None:
+        parts.append(f'scope="{challenge.scope}"')
+    if challenge.error is not None:
+        parts.append(f'error="{challenge.error}"')
+    return "Bearer " + ",".join(parts)
+
+
+async def authorize(request: web.Request, action: Action, name: RepositoryName) -> None:
+    """Allow ``action`` on ``name`` or raise AuthChallenge (401) / AccessDenied (403)."""
+    try:
+        await policy.authorize(request, action, name)
+    except Unauthenticated as exc:
+        raise AuthChallenge(exc.reason, scope(name, action), "invalid_token") from None
+    except AccessDenied as exc:
+        caller = request.get(CALLER)
+        if caller is not None and caller.bearer:
+            raise AuthChallenge(exc.reason, scope(name, action), "insufficient_scope") from None
+        if caller is not None and caller.identity.is_anonymous:
+            raise AuthChallenge(exc.reason, scope(name, action)) from None
+        raise
+
+
+async def may(request: web.Request, action: Action, name: RepositoryName) -> bool:
+    """Whether ``action`` on ``name`` would be allowed (for optional steps such as mount)."""
+    try:
+        await policy.authorize(request, action, name)
+    except RegistryError:
+        return False
+    return True
+
+
+async def authenticate(request: web.Request) -> Caller:
+    """The caller of ``GET /v2/`` and the catalog: anyone, unless auth is on and no
+    credentials came (then 401, so clients learn the realm before anything else)."""
+    svc = request.app[SERVICES]
+    try:
+        caller = await resolve_caller(request, svc)
+    except Unauthenticated as exc:
+        raise AuthChallenge(exc.reason, None, "invalid_token") from None
+    if svc.settings.auth_mode != "none" and caller.identity.is_anonymous and not caller.bearer:
+        raise AuthChallenge("authentication required", None)
+    return caller

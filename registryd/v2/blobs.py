@@ -1,0 +1,34 @@
+"""``/v2/<name>/blobs/<digest>``: GET/HEAD with Range, DELETE (spec end-2, end-10)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from registryd.auth.policy import Action
+from registryd.domain import blobs
+from registryd.http.streaming import send_blob
+from registryd.keys import SERVICES
+from registryd.v2.access import authorize
+from registryd.v2.urls import path_digest, repository_name
+
+
+async def get_blob(request: web.Request) -> web.StreamResponse:
+    name = repository_name(request)
+    digest = path_digest(request)
+    await authorize(request, Action.READ, name)
+    blob = await blobs.open_blob(request.app[SERVICES], name, digest)
+    headers = {
+        "Docker-Content-Digest": str(digest),
+        "ETag": f'"{digest}"',
+        # Content-addressed: the bytes at this URL never change.
+        "Cache-Control": "max-age=31536000",
+    }
+    return await send_blob(request, blob, headers)
+
+
+async def delete_blob(request: web.Request) -> web.Response:
+    name = repository_name(request)
+    digest = path_digest(request)
+    await authorize(request, Action.DELETE, name)
+    await blobs.delete_blob(request.app[SERVICES], name, digest)
+    return web.Response(status=202, headers={"Docker-Content-Digest": str(digest)})

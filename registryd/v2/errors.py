@@ -1,0 +1,123 @@
+"""Domain errors as v2 responses: ``{"errors": [{"code", "message", "detail"}]}``.
+
+Codes and statuses follow the OCI distribution spec ("Error Codes") and what
+distribution answers for the same cases; TAG_INVALID and PAGINATION_NUMBER_INVALID
+are the legacy Docker codes clients also know.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from registryd import errors as e
+from registryd.v2.access import challenge_header
+
+_Detail = Callable[[Any], Any]
+
+
+def _none(_: Any) -> Any:
+    return None
+
+
+def _reason(exc: Any) -> Any:
+    return exc.reason
+
+
+# domain error -> (status, code, message, detail from the error's data)
+TABLE: dict[type[e.RegistryError], tuple[int, str, str, _Detail]] = {
+    e.RepositoryNameInvalid: (
+        400,
+        "NAME_INVALID",
+        "invalid repository name",
+        lambda x: {"name": x.name, "reason": x.reason},
+    ),
+    e.RepositoryUnknown: (404, "NAME_UNKNOWN", "repository name not known to registry", _none),
+    e.TagNameInvalid: (400, "TAG_INVALID", "invalid tag", lambda x: {"tag": x.tag}),
+    e.DigestInvalid: (400, "DIGEST_INVALID", "invalid digest", lambda x: {"digest": x.text}),
+    e.DigestMismatch: (
+        400,
+        "DIGEST_INVALID",
+        "provided digest did not match uploaded content",
+        lambda x: {"expected": x.expected, "actual": x.actual},
+    ),
+    e.BlobUnknown: (404, "BLOB_UNKNOWN", "blob unknown to registry", lambda x: str(x) or None),
+    e.UploadUnknown: (404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry", _none),
+    e.UploadRangeInvalid: (
+        416,
+        "BLOB_UPLOAD_INVALID",
+        "chunk is out of order: it must start where the upload ends",
+        lambda x: {"size": x.size_bytes},
+    ),
+    e.UploadBusy: (
+        400,
+        "BLOB_UPLOAD_INVALID",
+        "another request is writing to this upload",
+        _none,
+    ),
+    e.SizeInvalid: (400, "SIZE_INVALID", "provided length did not match content length", _none),
+    e.BodyIncomplete: (400, "SIZE_INVALID", "request body incomplete", _none),
+    e.BodyTooLarge: (
+        413,
+        "SIZE_INVALID",
+        "request body too large",
+        lambda x: {"limit": x.limit_bytes},
+    ),
+    e.ManifestUnknown: (
+        404,
+        "MANIFEST_UNKNOWN",
+        "manifest unknown to registry",
+        lambda x: {"reference": x.reference},
+    ),
+    e.TagUnknown: (404, "MANIFEST_UNKNOWN", "manifest unknown to registry", _none),
+    e.ManifestInvalid: (400, "MANIFEST_INVALID", "manifest invalid", lambda x: x.reason),
+    e.ManifestBlobUnknown: (
+        400,
+        "MANIFEST_BLOB_UNKNOWN",
+        "manifest references a manifest or blob unknown to registry",
+        lambda x: {"digest": x.digest},
+    ),
+    e.PaginationNumberInvalid: (
+        400,
+        "PAGINATION_NUMBER_INVALID",
+        "invalid number of results requested",
+        lambda x: {"n": x.text},
+    ),
+    e.AccessDenied: (403, "DENIED", "requested access to the resource is denied", _reason),
+    e.Unauthenticated: (401, "UNAUTHORIZED", "authentication required", _reason),
+    e.AuthChallenge: (401, "UNAUTHORIZED", "authentication required", _reason),
+}
+
+# aiohttp's own errors (no route, wrong method) in v2 words.
+_HTTP_CODES = {404: "NAME_UNKNOWN", 405: "UNSUPPORTED", 413: "SIZE_INVALID"}
+
+
+def error_response(
+    status: int, code: str, message: str, detail: Any = None, headers: dict[str, str] | None = None
+) -> web.Response:
+    body = {"errors": [{"code": code, "message": message, "detail": detail}]}
+    return web.Response(
+        status=status,
+        body=json.dumps(body).encode(),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def render(request: web.Request, exc: e.RegistryError | web.HTTPException) -> web.Response:
+    """The v2 response for ``exc``; an unmapped domain error is a programming error (500)."""
+    if isinstance(exc, e.AuthChallenge):
+        header = {"WWW-Authenticate": challenge_header(request, exc)}
+        return error_response(401, "UNAUTHORIZED", "authentication required", exc.reason, header)
+    if isinstance(exc, web.HTTPException):
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        code = _HTTP_CODES.get(exc.status, "UNSUPPORTED")
+        return error_response(exc.status, code, exc.reason.lower(), headers=headers)
+    for cls in type(exc).__mro__:
+        if cls in TABLE:
+            status, code, message, detail = TABLE[cls]
+            return error_response(status, code, message, detail(exc))
+    raise TypeError(f"no v2 rendering for {type(exc).__name__}") from exc

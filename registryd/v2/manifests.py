@@ -1,0 +1,51 @@
+"""``/v2/<name>/manifests/<reference>``: GET/HEAD, PUT, DELETE by tag or digest
+(spec end-3, end-7, end-9)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from registryd.auth.policy import Action
+from registryd.domain import manifests
+from registryd.http.streaming import read_body
+from registryd.keys import SERVICES
+from registryd.v2.access import authorize
+from registryd.v2.urls import manifest_url, repository_name
+
+
+async def get_manifest(request: web.Request) -> web.Response:
+    """The stored bytes with their own media type; HEAD shares it (aiohttp drops the body)."""
+    name = repository_name(request)
+    reference = manifests.parse_reference(request.match_info["reference"])
+    await authorize(request, Action.READ, name)
+    manifest = await manifests.get_manifest(request.app[SERVICES], name, reference)
+    etag = f'"{manifest.digest}"'
+    headers = {"Docker-Content-Digest": str(manifest.digest), "ETag": etag}
+    if etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers=headers)
+    # Content-Type decides the client's parser: exactly the stored media type.
+    headers["Content-Type"] = manifest.media_type
+    return web.Response(body=manifest.body, headers=headers)
+
+
+async def put_manifest(request: web.Request) -> web.Response:
+    name = repository_name(request)
+    reference = manifests.parse_reference(request.match_info["reference"])
+    await authorize(request, Action.WRITE, name)
+    body = await read_body(request, manifests.MAX_MANIFEST_BYTES)
+    digest, parsed = await manifests.put_manifest(
+        request.app[SERVICES], name, reference, body, request.headers.get("Content-Type")
+    )
+    headers = {"Location": manifest_url(request, digest), "Docker-Content-Digest": str(digest)}
+    if parsed.subject is not None:
+        # We keep the referrers index: clients need not maintain the fallback tag.
+        headers["OCI-Subject"] = str(parsed.subject)
+    return web.Response(status=201, headers=headers)
+
+
+async def delete_manifest(request: web.Request) -> web.Response:
+    name = repository_name(request)
+    reference = manifests.parse_reference(request.match_info["reference"])
+    await authorize(request, Action.DELETE, name)
+    await manifests.delete_manifest(request.app[SERVICES], name, reference)
+    return web.Response(status=202)

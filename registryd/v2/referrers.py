@@ -1,0 +1,40 @@
+"""``GET /v2/<name>/referrers/<digest>[?artifactType=]`` (spec end-12, OCI 1.1).
+
+Always an image index, empty when nothing refers to the digest: a 404 would
+tell clients we lack the API and send them to the fallback tag schema.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from registryd.auth.policy import Action
+from registryd.domain import manifests
+from registryd.keys import SERVICES
+from registryd.v2.access import authorize
+from registryd.v2.urls import path_digest, repository_name
+
+
+async def get_referrers(request: web.Request) -> web.Response:
+    name = repository_name(request)
+    subject = path_digest(request)
+    artifact_type = request.query.get("artifactType") or None
+    await authorize(request, Action.READ, name)
+    rows = await manifests.list_referrers(request.app[SERVICES], name, subject, artifact_type)
+    descriptors: list[dict[str, Any]] = []
+    for row in rows:
+        descriptor: dict[str, Any] = {
+            "mediaType": row.media_type,
+            "digest": str(row.digest),
+            "size": row.size_bytes,
+        }
+        if row.artifact_type is not None:
+            descriptor["artifactType"] = row.artifact_type
+        if row.annotations:
+            descriptor["annotations"] = row.annotations
+        descriptors.append(descriptor)
+    index = {"schemaVersion": 2, "mediaType": manifests.OCI_INDEX, "manifests": descriptors}
+    headers = {"OCI-Filters-Applied": "artifactType"} if artifact_type is not None else {}
+    return web.json_response(index, content_type=manifests.OCI_INDEX, headers=headers)

@@ -1,0 +1,75 @@
+"""The v2 route table, and the expiry of abandoned upload sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from registryd.domain import uploads as upload_sessions
+from registryd.keys import SERVICES
+from registryd.v2 import base, blobs, manifests, referrers, tags, token, uploads
+from registryd.v2.access import TOKEN_PATH
+from registryd.v2.urls import add_api_version
+
+log = logging.getLogger(__name__)
+
+# <name> is checked against the spec's grammar by the handlers (400 NAME_INVALID
+# rather than a 404), so the route takes any path up to the resource words.
+_NAME = "/v2/{name:.+}"
+
+
+async def _expire_uploads_periodically(app: web.Application) -> AsyncIterator[None]:
+    svc = app[SERVICES]
+    period = max(60, svc.settings.stale_upload_seconds // 4)
+
+    async def run() -> None:
+        while True:
+            removed = await upload_sessions.expire_uploads(svc)
+            if removed:
+                log.info("expired %d abandoned upload session(s)", removed)
+            await asyncio.sleep(period)
+
+    task = asyncio.create_task(run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def add_routes(app: web.Application) -> None:
+    """Mount the v2 API; call after the services' cleanup context is registered."""
+    r = app.router
+    r.add_get("/v2/", base.get_base)
+    r.add_get("/v2", base.get_base)
+    r.add_get("/v2/_catalog", tags.get_catalog)
+    r.add_get(TOKEN_PATH, token.get_token)
+
+    r.add_get(_NAME + "/tags/list", tags.get_tags)
+    # Session routes first: "uploads" is not a digest.
+    r.add_post(_NAME + "/blobs/uploads/", uploads.post_upload)
+    r.add_post(_NAME + "/blobs/uploads", uploads.post_upload)
+    upload = _NAME + "/blobs/uploads/{upload_id}"
+    r.add_get(upload, uploads.get_upload, allow_head=False)
+    r.add_patch(upload, uploads.patch_upload)
+    r.add_put(upload, uploads.put_upload)
+    r.add_delete(upload, uploads.delete_upload)
+
+    blob = _NAME + "/blobs/{digest}"
+    r.add_get(blob, blobs.get_blob)  # GET also answers HEAD
+    r.add_delete(blob, blobs.delete_blob)
+
+    manifest = _NAME + "/manifests/{reference}"
+    r.add_get(manifest, manifests.get_manifest)
+    r.add_put(manifest, manifests.put_manifest)
+    r.add_delete(manifest, manifests.delete_manifest)
+
+    r.add_get(_NAME + "/referrers/{digest}", referrers.get_referrers, allow_head=False)
+
+    app.on_response_prepare.append(add_api_version)
+    app.cleanup_ctx.append(_expire_uploads_periodically)

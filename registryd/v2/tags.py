@@ -1,0 +1,53 @@
+"""``GET /v2/<name>/tags/list`` and ``GET /v2/_catalog``: sorted, paginated with ``n``,
+``last`` and ``Link`` (spec end-8a, end-8b)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from registryd.auth.policy import Action, may
+from registryd.db.queries import RepositoryRow
+from registryd.domain import manifests
+from registryd.keys import SERVICES
+from registryd.v2.access import authenticate, authorize
+from registryd.v2.urls import next_link, repository_name
+
+# A page is at most this long whatever ``n`` asks for; a Link leads on.
+MAX_PAGE = 1000
+
+
+def _headers(request: web.Request, page: manifests.Page, n: int) -> dict[str, str]:
+    last = page.last or (page.items[-1] if page.items else None)
+    if not page.more or last is None:
+        return {}
+    return {"Link": next_link(request.path, n=n, last=last)}
+
+
+async def get_tags(request: web.Request) -> web.Response:
+    name = repository_name(request)
+    n = manifests.parse_page_size(request.query.get("n"), MAX_PAGE)
+    last = request.query.get("last") or None
+    await authorize(request, Action.READ, name)
+    limit = MAX_PAGE if n is None else n
+    page = await manifests.list_tags(request.app[SERVICES], name, last, limit)
+    return web.json_response(
+        {"name": request.match_info["name"], "tags": page.items},
+        headers=_headers(request, page, limit),
+    )
+
+
+async def get_catalog(request: web.Request) -> web.Response:
+    n = manifests.parse_page_size(request.query.get("n"), MAX_PAGE)
+    last = request.query.get("last") or None
+    caller = await authenticate(request)
+    settings = request.app[SERVICES].settings
+
+    def visible(row: RepositoryRow) -> bool:
+        # The policy's own rule: list only what the caller could pull.
+        return settings.auth_mode == "none" or may(
+            caller.identity, row.name, row.is_public, Action.READ, settings
+        )
+
+    limit = MAX_PAGE if n is None else n
+    page = await manifests.list_repositories(request.app[SERVICES], last, limit, visible)
+    return web.json_response({"repositories": page.items}, headers=_headers(request, page, limit))

@@ -1,0 +1,63 @@
+"""``GET /v2/token``: the Docker token endpoint (the realm of our 401 challenges).
+
+Basic credentials (the same users as v1) or none (anonymous). Each requested
+``scope=repository:<name>:<actions>`` is granted only the actions the policy
+allows this identity; refused actions are left out, not an error, as the token
+spec says. The answer carries ``token`` and ``access_token`` (both spellings
+are read by clients) and its lifetime.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from registryd.auth import bearer
+from registryd.auth.credentials import resolve_caller
+from registryd.auth.policy import Action, may
+from registryd.db import queries
+from registryd.errors import AuthChallenge, Unauthenticated
+from registryd.keys import SERVICES
+
+_ACTIONS = {"pull": Action.READ, "push": Action.WRITE, "delete": Action.DELETE}
+
+
+async def get_token(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    if request.headers.get("Authorization", "").lower().startswith("bearer "):
+        raise AuthChallenge("present user credentials, not a token", None)
+    try:
+        caller = await resolve_caller(request, svc)
+    except Unauthenticated as exc:
+        raise AuthChallenge(exc.reason, None, "invalid_token") from None
+    requested = [
+        scope
+        for value in request.query.getall("scope", [])
+        for text in value.split(" ")
+        if (scope := bearer.parse_scope(text)) is not None
+    ]
+    access: list[tuple[str, list[str]]] = []
+    for scope in requested:
+        async with svc.pool.acquire() as conn:
+            repo = await queries.fetch_repository(conn, scope.repository)
+        is_public = repo.is_public if repo is not None else True
+        granted = sorted(
+            action
+            for action in scope.actions
+            if svc.settings.auth_mode == "none"
+            or may(caller.identity, scope.repository, is_public, _ACTIONS[action], svc.settings)
+        )
+        access.append((scope.name, granted))
+    now = time.time()
+    token = bearer.issue(svc.token_secret, caller.identity.username, access, now)
+    return web.json_response(
+        {
+            "token": token,
+            "access_token": token,
+            "expires_in": bearer.TOKEN_TTL_SECONDS,
+            "issued_at": datetime.fromtimestamp(now, UTC).isoformat(),
+        },
+        headers={"Cache-Control": "no-store"},
+    )

@@ -1,0 +1,51 @@
+"""What a v2 path says (name, digest, reference) and the URLs we hand back in ``Location``.
+
+Locations are relative (``/v2/...``): every client we target resolves them
+against the request URL, so they stay right behind proxies and port mappings.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from aiohttp import web
+
+from registryd.digest import Digest
+from registryd.names import RepositoryName
+
+API_VERSION_HEADER = "Docker-Distribution-API-Version"
+API_VERSION = "registry/2.0"
+
+
+def repository_name(request: web.Request) -> RepositoryName:
+    """The ``<name>`` of the path; raise RepositoryNameInvalid (400, never a path)."""
+    return RepositoryName.parse_oci(request.match_info["name"])
+
+
+def path_digest(request: web.Request) -> Digest:
+    """The ``<digest>`` of the path; raise DigestInvalid."""
+    return Digest.parse(request.match_info["digest"])
+
+
+def blob_url(request: web.Request, digest: Digest) -> str:
+    return f"/v2/{request.match_info['name']}/blobs/{digest}"
+
+
+def upload_url(request: web.Request, upload_id: str) -> str:
+    return f"/v2/{request.match_info['name']}/blobs/uploads/{upload_id}"
+
+
+def manifest_url(request: web.Request, digest: Digest) -> str:
+    return f"/v2/{request.match_info['name']}/manifests/{digest}"
+
+
+def next_link(path: str, **query: str | int) -> str:
+    """An RFC 8288 ``Link`` to the next page, as clients follow it (path and query only)."""
+    params = "&".join(f"{k}={quote(str(v), safe='')}" for k, v in query.items())
+    return f'<{path}?{params}>; rel="next"'
+
+
+async def add_api_version(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: every v2 answer names the API version, as distribution does."""
+    if request.path == "/v2" or request.path.startswith("/v2/"):
+        response.headers[API_VERSION_HEADER] = API_VERSION
