@@ -26,13 +26,17 @@ async def _expire_uploads_periodically(app: web.Application) -> AsyncIterator[No
     svc = app[SERVICES]
     period = max(60, svc.settings.stale_upload_seconds // 4)
 
+    async def expire() -> None:
+        removed = await upload_sessions.expire_uploads(svc)
+        if removed:
+            log.info("expired %d abandoned upload session(s)", removed)
+
     async def run() -> None:
         while True:
-            removed = await upload_sessions.expire_uploads(svc)
-            if removed:
-                log.info("expired %d abandoned upload session(s)", removed)
             await asyncio.sleep(period)
+            await expire()
 
+    await expire()  # at start-up, before serving
     task = asyncio.create_task(run())
     try:
         yield
