@@ -250,8 +250,9 @@ async def list_repositories(
     """
     async with svc.pool.acquire() as conn:
         rows = await queries.fetch_repositories_page(conn, last, limit + 1)
-    names = [str(row.name) for row in rows[:limit] if visible(row)]
-    return Page(names, len(rows) > limit, str(rows[limit - 1].name) if rows[:limit] else None)
+    page = rows[:limit]
+    names = [str(row.name) for row in page if visible(row)]
+    return Page(names, len(rows) > limit, str(page[-1].name) if page else None)
 
 
 async def list_referrers(

@@ -6,6 +6,7 @@ tell clients we lack the API and send them to the fallback tag schema.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aiohttp import web
@@ -36,5 +37,7 @@ async def get_referrers(request: web.Request) -> web.Response:
             descriptor["annotations"] = row.annotations
         descriptors.append(descriptor)
     index = {"schemaVersion": 2, "mediaType": manifests.OCI_INDEX, "manifests": descriptors}
-    headers = {"OCI-Filters-Applied": "artifactType"} if artifact_type is not None else {}
-    return web.json_response(index, content_type=manifests.OCI_INDEX, headers=headers)
+    headers = {"Content-Type": manifests.OCI_INDEX}  # exactly, without a charset
+    if artifact_type is not None:
+        headers["OCI-Filters-Applied"] = "artifactType"
+    return web.Response(body=json.dumps(index).encode(), headers=headers)

@@ -9,15 +9,19 @@ import asyncio
 import gzip
 import hashlib
 import json
+import os
+import shutil
 import ssl
+import tempfile
 from pathlib import Path
 
 import aiohttp
 import asyncpg
 import pytest
 
-from tests.clients.conftest import Registry, Skopeo
+from tests.clients.conftest import Registry, Skopeo, StartRegistry
 from tests.support import oci_layout as oci
+from tests.support.docker_v1 import DockerV1
 from tests.support.images import make_image as make_v1_image
 from tests.support.v1client import V1Client
 
@@ -196,3 +200,75 @@ async def test_tls_client_hello_on_the_http_port_is_refused_cleanly(registry: Re
     assert '"UNKNOWN / HTTP/1.0" 400' in log
     assert "Traceback" not in log
     assert "ERROR" not in log
+
+
+async def test_token_flow_push_with_credentials_pull_anonymously(
+    skopeo: Skopeo, start_registry: StartRegistry, tmp_path: Path
+) -> None:
+    registry = start_registry(REGISTRYD_AUTH_MODE="token")
+    async with aiohttp.ClientSession(base_url=registry.server.url) as http:
+        for user in ("alice", "bob_b"):
+            docker = DockerV1(http, user, "secret-pw")
+            assert await docker.login(email=f"{user}@example.com") == 201
+    layout, image = two_layer_image(tmp_path)
+    source = f"oci:{layout}:v1"
+    dest = registry.ref("alice/app:v1")
+
+    refused = await skopeo("copy", "--dest-tls-verify=false", source, dest, check=False)
+    assert refused.returncode != 0
+    assert "authentication required" in refused.stderr or "unauthorized" in refused.stderr
+    refused = await skopeo(
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        "bob_b:secret-pw",
+        source,
+        dest,
+        check=False,
+    )
+    assert refused.returncode != 0
+
+    await skopeo("copy", "--dest-tls-verify=false", "--dest-creds", "alice:secret-pw", source, dest)
+    out = tmp_path / "pulled"
+    await skopeo("copy", "--src-tls-verify=false", dest, f"dir:{out}")  # anonymous pull
+    assert oci.rehash_dir(out) == {b.digest: len(b.data) for b in image.blobs}
+    wrong = await skopeo(
+        "inspect", "--tls-verify=false", "--creds", "alice:wrong", dest, check=False
+    )
+    assert wrong.returncode != 0
+
+
+async def test_podman_pull_and_push(skopeo: Skopeo, registry: Registry, tmp_path: Path) -> None:
+    """podman as root without a daemon: pull into private storage, push to another repository."""
+    podman = shutil.which("podman")
+    if podman is None:
+        pytest.skip("podman is not installed (optional: skopeo covers containers/image)")
+    layout, image = two_layer_image(tmp_path)
+    await skopeo(
+        "copy", "--dest-tls-verify=false", f"oci:{layout}:v1", registry.ref("alice/app:v1")
+    )
+    # podman limits the runroot path to 50 characters: a short temp directory.
+    with tempfile.TemporaryDirectory(prefix="rd-podman-") as runroot:
+        await _podman(podman, skopeo.home, tmp_path / "podman-root", Path(runroot), registry.host)
+    inspected = json.loads(
+        (await skopeo("inspect", "--tls-verify=false", registry.ref("alice/pod:v1"))).stdout
+    )
+    assert len(inspected["Layers"]) == len(image.layers)
+
+
+async def _podman(podman: str, home: Path, root: Path, runroot: Path, host: str) -> None:
+    storage = ["--root", str(root), "--runroot", str(runroot), "--storage-driver", "vfs"]
+    for args in (
+        ["pull", "--tls-verify=false", f"{host}/alice/app:v1"],
+        ["push", "--tls-verify=false", f"{host}/alice/app:v1", f"{host}/alice/pod:v1"],
+    ):
+        proc = await asyncio.create_subprocess_exec(
+            podman,
+            *storage,
+            *args,
+            env={"PATH": os.environ.get("PATH", ""), "HOME": str(home)},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await asyncio.wait_for(proc.communicate(), 300)
+        assert proc.returncode == 0, f"podman {args[0]} failed:\n{err.decode()}"
