@@ -198,24 +198,29 @@ async def fetch_repository(conn: Conn, name: RepositoryName) -> RepositoryRow | 
 
 
 async def ensure_repository(conn: Conn, name: RepositoryName) -> RepositoryRow:
-    """Fetch the repository, creating it first if it does not exist."""
+    """Fetch the repository, creating it first if it does not exist.
+
+    Safe under concurrency: when another transaction inserts the same name
+    first, the insert does nothing and the next statement (a new snapshot in
+    READ COMMITTED) sees that row.
+    """
+    existing = await fetch_repository(conn, name)
+    if existing is not None:
+        return existing
     row = await conn.fetchrow(
         """
-        WITH inserted AS (
-            INSERT INTO repositories (namespace, name) VALUES ($1, $2)
-            ON CONFLICT (namespace, name) DO NOTHING
-            RETURNING *
-        )
-        SELECT * FROM inserted
-        UNION ALL
-        SELECT * FROM repositories WHERE namespace = $1 AND name = $2
-        LIMIT 1
+        INSERT INTO repositories (namespace, name) VALUES ($1, $2)
+        ON CONFLICT (namespace, name) DO NOTHING
+        RETURNING *
         """,
         name.namespace,
         name.repository,
     )
-    assert row is not None
-    return _repository(row)
+    if row is not None:
+        return _repository(row)
+    created = await fetch_repository(conn, name)
+    assert created is not None
+    return created
 
 
 # v1 tags ----------------------------------------------------------------------
