@@ -14,8 +14,13 @@ from registryd.config import Settings
 from registryd.db.pool import create_pool
 from registryd.domain import users
 from registryd.domain.services import Services
-from registryd.http.middleware import error_middleware
-from registryd.keys import SERVICES, SETTINGS
+from registryd.http.middleware import add_request_id_header, error_middleware
+from registryd.keys import LIFECYCLE, METRICS, SERVICES, SETTINGS
+from registryd.ops import routes as ops_routes
+from registryd.ops.lifecycle import Lifecycle
+from registryd.ops.metrics import Metrics
+from registryd.ops.observe import observe_middleware
+from registryd.ops.storage import ObservedFilesystemBackend
 from registryd.storage.filesystem import FilesystemBackend
 from registryd.v1 import errors as v1_errors
 from registryd.v1.routes import add_routes as add_v1_routes
@@ -40,10 +45,20 @@ async def _sweep_stale_uploads(storage: FilesystemBackend, max_age_seconds: int)
         await asyncio.sleep(max_age_seconds)
 
 
+# Pool gauges are sampled this often in every process (and at each scrape).
+POOL_SAMPLE_SECONDS = 5
+
+
+async def _sample_pool(app: web.Application) -> None:
+    while True:
+        app[METRICS].sample_pool(app[SERVICES].pool)
+        await asyncio.sleep(POOL_SAMPLE_SECONDS)
+
+
 async def _services(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     assert settings.database_url is not None, "resolve the database before create_app"
-    storage = FilesystemBackend(settings.storage_root)
+    storage = ObservedFilesystemBackend(settings.storage_root, app[METRICS])
     await storage.start()
     token_secret = await asyncio.to_thread(load_token_secret, settings)
     pool = await create_pool(settings.database_url, settings)
@@ -58,12 +73,14 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         await users.ensure_user(svc, settings.admin_user, settings.admin_password, is_admin=True)
         log.info("admin account %r is ready", settings.admin_user)
     sweeper = asyncio.create_task(_sweep_stale_uploads(storage, settings.stale_upload_seconds))
+    sampler = asyncio.create_task(_sample_pool(app))
     try:
         yield
     finally:
-        sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeper
+        for task in (sweeper, sampler):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await pool.close()
 
 
@@ -71,14 +88,19 @@ def create_app(settings: Settings) -> web.Application:
     """Build the application; ``settings.database_url`` must point at a migrated database."""
     app = web.Application(
         middlewares=[
+            observe_middleware,
             error_middleware(
                 [("/v1/", v1_errors.render), ("/v2", v2_errors.render)],
                 v1_errors.render,
-            )
+            ),
         ],
     )
     app[SETTINGS] = settings
+    app[METRICS] = Metrics(settings.metrics_dir)
+    app[LIFECYCLE] = Lifecycle()
+    app.on_response_prepare.append(add_request_id_header)
     app.cleanup_ctx.append(_services)
+    ops_routes.add_routes(app)
     add_v1_routes(app)
     add_v2_routes(app)
     return app

@@ -1,4 +1,4 @@
-"""``registryd serve | migrate``. The only place the event loop (uvloop) is set up."""
+"""``registryd serve | migrate | config check``. The only place uvloop is set up."""
 
 from __future__ import annotations
 
@@ -8,18 +8,23 @@ import contextlib
 import dataclasses
 import getpass
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import asyncpg
 import uvloop
-from aiohttp import web
 
 from registryd import __version__
-from registryd.app import create_app
-from registryd.config import ConfigError, Settings, parse_size_bytes
+from registryd.config import (
+    ConfigError,
+    Resolved,
+    Settings,
+    env_var,
+    flag,
+    resolve,
+    setting_names,
+)
 from registryd.db.embedded import (
     DATABASE_NAME,
     EmbeddedPostgres,
@@ -31,41 +36,47 @@ from registryd.db.pool import create_pool
 from registryd.domain import users
 from registryd.domain.services import Services
 from registryd.errors import RegistryError
+from registryd.ops.config_check import describe
+from registryd.ops.logs import configure_logging
+from registryd.ops.metrics import multiprocess_metrics
+from registryd.server import serve
 from registryd.storage.filesystem import FilesystemBackend
 
 log = logging.getLogger("registryd")
 
 
-def _size(text: str) -> int:
-    try:
-        return parse_size_bytes(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """One ``--flag`` per setting not already given a hand-written flag.
+
+    Values stay strings here: config.py parses them exactly like the
+    environment and names the flag when one is wrong.
+    """
+    for name in setting_names():
+        with contextlib.suppress(argparse.ArgumentError):  # a hand-written flag wins
+            parser.add_argument(
+                flag(name), dest=name, metavar="VALUE", help=f"sets {env_var(name)}"
+            )
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="registryd", description="An async container image registry."
+        prog="registryd",
+        description="An async container image registry. Every setting is also a "
+        "REGISTRYD_* variable, a key of the --config TOML file, and a --flag "
+        "(see the README's configuration table).",
     )
     parser.add_argument("--version", action="version", version=f"registryd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--data-dir", type=Path, help="blobs and the embedded database live here")
     common.add_argument(
-        "--database-url",
-        help="postgresql:// URL of an external server (default: embedded in --data-dir)",
+        "--config", type=Path, help="TOML file of settings (default: $REGISTRYD_CONFIG)"
     )
-    common.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
 
-    serve = sub.add_parser("serve", parents=[common], help="run the registry")
-    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port to listen on (default 5000)")
-    serve.add_argument("--max-layer-bytes", type=_size, help="largest layer accepted (0: no limit)")
-    serve.add_argument("--public-host", help="host[:port] clients reach this registry at")
-
-    sub.add_parser("migrate", parents=[common], help="apply database migrations and exit")
-
+    serve_cmd = sub.add_parser("serve", parents=[common], help="run the registry")
+    migrate_cmd = sub.add_parser(
+        "migrate", parents=[common], help="apply database migrations and exit"
+    )
     create_user = sub.add_parser(
         "create-user",
         parents=[common],
@@ -74,27 +85,21 @@ def _parser() -> argparse.ArgumentParser:
     create_user.add_argument("username")
     create_user.add_argument("--admin", action="store_true", help="may write anywhere")
     create_user.add_argument("--email")
+    config_cmd = sub.add_parser("config", help="inspect the configuration")
+    config_sub = config_cmd.add_subparsers(dest="config_command", required=True)
+    check_cmd = config_sub.add_parser(
+        "check",
+        parents=[common],
+        help="validate and print the effective configuration, secrets masked",
+    )
+    for command in (serve_cmd, migrate_cmd, create_user, check_cmd):
+        _add_setting_flags(command)
     return parser
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    flags = {
-        name: getattr(args, name, None)
-        for name in (
-            "data_dir",
-            "database_url",
-            "log_level",
-            "host",
-            "port",
-            "max_layer_bytes",
-            "public_host",
-        )
-    }
-    if flags["port"] is not None and not 0 <= flags["port"] <= 65535:
-        raise ConfigError(f"--port={flags['port']}: must be between 0 and 65535")
-    if flags["database_url"] == "":
-        flags["database_url"] = None
-    return Settings.from_env(**flags)
+def _resolve(args: argparse.Namespace) -> Resolved:
+    flags = {name: getattr(args, name, None) for name in setting_names()}
+    return resolve(config_file=args.config, flags=flags)
 
 
 class _Database(contextlib.AbstractContextManager["_Database"]):
@@ -152,34 +157,30 @@ async def _serve(settings: Settings) -> None:
     applied = await _migrate(settings.database_url)
     if applied:
         log.info("applied migrations: %s", ", ".join(applied))
-    runner = web.AppRunner(create_app(settings), access_log=logging.getLogger("registryd.access"))
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
-    await site.start()
-    for sock in runner.addresses:
-        log.info("registryd %s listening on %s", __version__, sock)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-        log.info("shutting down")
-    finally:
-        await runner.cleanup()
+    await serve(settings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        settings = _settings(args)
+        resolved = _resolve(args)
     except ConfigError as exc:
         print(f"registryd: configuration error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    if args.command == "config":
+        print(describe(resolved))
+        return 0
+    settings = resolved.settings
+    stop_logging = configure_logging(settings.log_level, settings.log_format, sys.stderr)
+    for var in resolved.unknown_env:
+        log.warning("ignoring %s: no such setting", var)
+    try:
+        return _run(args, settings)
+    finally:
+        stop_logging()
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         with _Database(settings) as db:
             settings = dataclasses.replace(settings, database_url=db.url)
@@ -191,7 +192,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 applied = asyncio.run(_migrate(db.url))
                 print(f"applied {len(applied)} migration(s)" + "".join(f"\n  {m}" for m in applied))
                 return 0
-            uvloop.run(_serve(settings))
+            with multiprocess_metrics(settings.metrics_dir) as metrics_dir:
+                settings = dataclasses.replace(settings, metrics_dir=metrics_dir)
+                uvloop.run(_serve(settings))
             return 0
     except RegistryError as exc:
         print(f"registryd: {exc.__class__.__name__}: {exc}", file=sys.stderr)

@@ -1,8 +1,9 @@
-"""Settings: parsed once from ``REGISTRYD_*`` variables and command-line flags.
+"""Settings: parsed once from a TOML file, ``REGISTRYD_*`` variables and command-line flags.
 
-Precedence, lowest to highest: built-in default, environment variable, flag.
-This is the only module that reads ``os.environ``. A bad value raises
-``ConfigError`` naming the setting, and start-up stops there.
+Precedence, lowest to highest: built-in default, config file (``--config`` or
+``REGISTRYD_CONFIG``), environment variable, flag. This is the only module
+that reads ``os.environ``. A bad value raises ``ConfigError`` naming the
+setting where it was given (file key, variable or flag), and start-up stops there.
 """
 
 from __future__ import annotations
@@ -10,12 +11,15 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 ENV_PREFIX = "REGISTRYD_"
+# Names the TOML file; not a setting itself.
+CONFIG_FILE_VAR = ENV_PREFIX + "CONFIG"
 
 _SIZE_UNITS = {
     "": 1,
@@ -35,6 +39,7 @@ _SIZE_UNITS = {
 }
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([a-zA-Z]*)\s*$")
 _LOG_LEVELS = ("debug", "info", "warning", "error")
+_LOG_FORMATS = ("auto", "json", "text")
 
 
 class ConfigError(ValueError):
@@ -78,6 +83,20 @@ def _parse_log_level(text: str) -> str:
     return level
 
 
+def _parse_log_format(text: str) -> str:
+    log_format = text.strip().lower()
+    if log_format not in _LOG_FORMATS:
+        raise ValueError(f"must be one of {', '.join(_LOG_FORMATS)}")
+    return log_format
+
+
+def _parse_seconds(text: str) -> float:
+    seconds = float(text)
+    if not 0 <= seconds < float("inf"):
+        raise ValueError("must be a number of seconds, 0 or more")
+    return seconds
+
+
 def _parse_database_url(text: str) -> str | None:
     url = text.strip()
     if not url:
@@ -98,6 +117,10 @@ def _parse_path(text: str) -> Path:
     if not text.strip():
         raise ValueError("must not be empty")
     return Path(text).expanduser()
+
+
+def _parse_optional_path(text: str) -> Path | None:
+    return Path(text).expanduser() if text.strip() else None
 
 
 def _parse_optional_str(text: str) -> str | None:
@@ -162,6 +185,17 @@ class Settings:
     # Bootstrapped (created, or its password reset) at start-up when both are set.
     admin_user: str | None = None
     admin_password: str | None = None
+    # json: one object a line, for collectors; text: for a terminal; auto: text on a TTY.
+    log_format: str = "auto"
+    # After SIGTERM, /readyz answers 503 for this long while connections are still
+    # accepted, so load balancers stop sending new ones before the listener closes.
+    drain_delay_seconds: float = 0.0
+    # Then in-flight requests get this long to finish before they are cancelled.
+    drain_timeout_seconds: float = 30.0
+    # /readyz gives each dependency check this long.
+    readiness_timeout_seconds: float = 2.0
+    # Where each process keeps its metric files; None: a private temp directory.
+    metrics_dir: Path | None = None
 
     @property
     def storage_root(self) -> Path:
@@ -182,23 +216,7 @@ class Settings:
         ``overrides`` are already-typed values (from flags); ``None`` means
         "not given". Raises ConfigError naming the variable that is wrong.
         """
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for field in dataclasses.fields(cls):
-            var = ENV_PREFIX + field.name.upper()
-            raw = env.get(var)
-            if raw is None:
-                continue
-            try:
-                values[field.name] = _PARSERS[field.name](raw)
-            except ValueError as exc:
-                raise ConfigError(f"{var}={raw!r}: {exc}") from None
-        for name, value in overrides.items():
-            if value is not None:
-                values[name] = value
-        settings = cls(**values)
-        settings.validate()
-        return settings
+        return resolve(environ, flags=overrides).settings
 
     def validate(self) -> None:
         """Cross-field checks; raise ConfigError naming the setting."""
@@ -235,4 +253,105 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "token_ttl_seconds": _parse_positive_int,
     "admin_user": _parse_optional_str,
     "admin_password": _parse_optional_str,
+    "log_format": _parse_log_format,
+    "drain_delay_seconds": _parse_seconds,
+    "drain_timeout_seconds": _parse_seconds,
+    "readiness_timeout_seconds": _parse_seconds,
+    "metrics_dir": _parse_optional_path,
 }
+
+
+def env_var(name: str) -> str:
+    """The environment variable of setting ``name``."""
+    return ENV_PREFIX + name.upper()
+
+
+def flag(name: str) -> str:
+    """The command-line flag of setting ``name``."""
+    return "--" + name.replace("_", "-")
+
+
+def setting_names() -> list[str]:
+    return [field.name for field in dataclasses.fields(Settings)]
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Settings and, for each, where its value came from (for ``registryd config check``)."""
+
+    settings: Settings
+    # Setting name -> "default", "file <path>", "env REGISTRYD_X" or "flag --x".
+    sources: dict[str, str]
+    # REGISTRYD_* variables that name no setting: usually a typo.
+    unknown_env: list[str]
+
+
+def _parse(name: str, raw: str, where: str) -> Any:
+    try:
+        return _PARSERS[name](raw)
+    except ValueError as exc:
+        raise ConfigError(f"{where}={raw!r}: {exc}") from None
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    """The file's top-level table; raise ConfigError naming the file. Blocks (start-up only)."""
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: not valid TOML: {exc}") from None
+
+
+def resolve(
+    environ: Mapping[str, str] | None = None,
+    *,
+    config_file: Path | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> Resolved:
+    """Merge default < config file < environment < flags into validated settings.
+
+    ``config_file`` defaults to ``REGISTRYD_CONFIG``. ``flags`` maps setting
+    names to flag values: strings are parsed like the environment, anything
+    else is taken as already typed, ``None`` means "not given". Raises
+    ConfigError naming the file key, variable or flag that is wrong. Reads the
+    file, so it blocks: call it at start-up.
+    """
+    env = os.environ if environ is None else environ
+    known = set(_PARSERS)
+    values: dict[str, Any] = {}
+    sources = dict.fromkeys(known, "default")
+    if config_file is None and env.get(CONFIG_FILE_VAR, "").strip():
+        config_file = Path(env[CONFIG_FILE_VAR]).expanduser()
+    if config_file is not None:
+        for key, raw in _read_config_file(config_file).items():
+            where = f"{config_file}: {key}"
+            if key not in known:
+                raise ConfigError(f"{where}: unknown setting")
+            if isinstance(raw, bool):
+                raw = "true" if raw else "false"
+            if not isinstance(raw, str | int | float):
+                raise ConfigError(f"{where}: must be a string, a number or a boolean")
+            values[key] = _parse(key, str(raw), where)
+            sources[key] = f"file {config_file}"
+    for name in known:
+        var = env_var(name)
+        if (raw := env.get(var)) is not None:
+            values[name] = _parse(name, raw, var)
+            sources[name] = f"env {var}"
+    for name, value in (flags or {}).items():
+        if value is None:
+            continue
+        values[name] = _parse(name, value, flag(name)) if isinstance(value, str) else value
+        sources[name] = f"flag {flag(name)}"
+    settings = Settings(**values)
+    settings.validate()
+    unknown = sorted(
+        var
+        for var in env
+        if var.startswith(ENV_PREFIX)
+        and var != CONFIG_FILE_VAR
+        and var[len(ENV_PREFIX) :].lower() not in known
+    )
+    return Resolved(settings, sources, unknown)

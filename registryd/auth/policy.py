@@ -18,7 +18,7 @@ from registryd.auth.tokens import Grant
 from registryd.config import Settings
 from registryd.db import queries
 from registryd.errors import AccessDenied, ImageNotDeclared, Unauthenticated
-from registryd.keys import SERVICES
+from registryd.keys import REPOSITORY, SERVICES, USER
 from registryd.names import LIBRARY_NAMESPACE, ImageId, RepositoryName
 
 
@@ -64,6 +64,15 @@ def _refuse(caller: Caller, reason: str) -> Exception:
     return AccessDenied(reason)
 
 
+def _note_for_access_log(
+    request: web.Request, caller: Caller, repository: RepositoryName | None
+) -> None:
+    if caller.identity.username is not None:
+        request[USER] = caller.identity.username
+    if repository is not None:
+        request[REPOSITORY] = str(repository)
+
+
 def _grant_for(caller: Caller, repository: RepositoryName, action: Action) -> Grant:
     held = [grant for grant in caller.grants if grant.repository == repository]
     for grant in held:
@@ -79,6 +88,7 @@ async def authorize(request: web.Request, action: Action, repository: Repository
     """Allow ``action`` on ``repository`` or raise Unauthenticated/AccessDenied."""
     svc = request.app[SERVICES]
     caller = await resolve_caller(request, svc)
+    _note_for_access_log(request, caller, repository)
     if svc.settings.auth_mode == "none":
         return caller
     if caller.via_token:
@@ -101,6 +111,7 @@ async def authorize_image(request: web.Request, action: Action, image_id: ImageI
     """
     svc = request.app[SERVICES]
     caller = await resolve_caller(request, svc)
+    _note_for_access_log(request, caller, None)
     if svc.settings.auth_mode == "none" or caller.identity.is_admin:
         return caller
     async with svc.pool.acquire() as conn:

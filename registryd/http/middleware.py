@@ -27,6 +27,20 @@ def request_id(request: web.Request) -> str:
     return request[REQUEST_ID]
 
 
+def ensure_request_id(request: web.Request) -> str:
+    """The request's id: kept from a well-formed ``X-Request-Id`` header, else generated."""
+    if (rid := request.get(REQUEST_ID)) is None:
+        incoming = request.headers.get(REQUEST_ID_HEADER, "")
+        rid = incoming if _REQUEST_ID_RE.match(incoming) else secrets.token_hex(8)
+        request[REQUEST_ID] = rid
+    return rid
+
+
+async def add_request_id_header(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: every response, streamed ones too, carries its request id."""
+    response.headers[REQUEST_ID_HEADER] = ensure_request_id(request)
+
+
 def error_middleware(
     renderers: list[tuple[str, ErrorRenderer]], fallback: ErrorRenderer
 ) -> Middleware:
@@ -40,9 +54,7 @@ def error_middleware(
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        incoming = request.headers.get(REQUEST_ID_HEADER, "")
-        rid = incoming if _REQUEST_ID_RE.match(incoming) else secrets.token_hex(8)
-        request[REQUEST_ID] = rid
+        rid = ensure_request_id(request)
         try:
             response = await handler(request)
         except BodyIncomplete as exc:
@@ -60,8 +72,6 @@ def error_middleware(
             response = web.json_response(
                 {"error": f"Internal server error (request id {rid})"}, status=500
             )
-        if not response.prepared:
-            response.headers[REQUEST_ID_HEADER] = rid
         return response
 
     return middleware

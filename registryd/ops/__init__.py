@@ -1,0 +1,1 @@
+"""Running registryd in production: health, metrics, logs, drain, configuration reports."""

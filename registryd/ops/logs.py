@@ -1,0 +1,99 @@
+"""Log records as JSON lines (for collectors) or text (for a terminal), written off the loop.
+
+Structured data rides on a record as ``extra={"fields": {...}}``: JSON puts
+the fields at the top level of the line, text appends them as ``key=value``.
+Records pass through a queue to a writer thread, so a slow or full stderr
+pipe never stalls the event loop.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import json
+import logging
+import logging.handlers
+import queue
+from collections.abc import Callable, Mapping
+from typing import Any, TextIO
+
+_TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def fields_of(record: logging.LogRecord) -> Mapping[str, Any]:
+    fields = getattr(record, "fields", None)
+    return fields if isinstance(fields, Mapping) else {}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time, level, logger, message, then the record's fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = datetime.datetime.fromtimestamp(record.created, datetime.UTC)
+        entry: dict[str, Any] = {
+            "time": stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update(fields_of(record))
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        return json.dumps(entry, default=str, separators=(",", ":"))
+
+
+class TextFormatter(logging.Formatter):
+    """The classic line, followed by the record's fields as ``key=value``."""
+
+    def __init__(self) -> None:
+        super().__init__(_TEXT_FORMAT)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        line = super().formatMessage(record)
+        extras = " ".join(f"{k}={v}" for k, v in fields_of(record).items() if v is not None)
+        return f"{line} {extras}" if extras else line
+
+
+class _QueueHandler(logging.handlers.QueueHandler):
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        # The stock prepare() formats the message with a default formatter; keep
+        # the record's parts instead, so that the real formatter sees its fields.
+        record = copy.copy(record)
+        record.msg = record.getMessage()
+        record.args = None
+        if record.exc_info:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+        return record
+
+
+def formatter_for(log_format: str, stream: TextIO) -> logging.Formatter:
+    """``json``, ``text``, or ``auto``: text when ``stream`` is a terminal."""
+    if log_format == "auto":
+        log_format = "text" if stream.isatty() else "json"
+    return TextFormatter() if log_format == "text" else JsonFormatter()
+
+
+def configure_logging(level: str, log_format: str, stream: TextIO) -> Callable[[], None]:
+    """Route every logger through a queue to ``stream``; return the function that flushes and stops.
+
+    Starts a thread; call once, from the main thread, before serving.
+    """
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter_for(log_format, stream))
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    listener = logging.handlers.QueueListener(records, handler, respect_handler_level=True)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(_QueueHandler(records))
+    root.setLevel(level.upper())
+    listener.start()
+
+    def stop() -> None:
+        listener.stop()
+        root.handlers.clear()
+
+    return stop

@@ -1,0 +1,105 @@
+"""The outermost middleware: one access-log line and one set of metric samples per request.
+
+It also counts the request as in flight for the drain. It sits outside the
+error middleware, so it sees the status the client got, and it logs
+probes and scrapes at debug level so that they do not drown the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from registryd.http.middleware import ensure_request_id
+from registryd.keys import LIFECYCLE, METRICS, REPOSITORY, USER
+from registryd.ops.metrics import method_label
+
+log = logging.getLogger("registryd.access")
+
+# Routes a kubelet or Prometheus calls every few seconds.
+QUIET_ROUTES = frozenset({"/livez", "/readyz", "/metrics"})
+UNMATCHED_ROUTE = "unmatched"
+# nginx's "client closed request": the client went away, or the drain cancelled it.
+STATUS_GONE = 499
+
+
+def route_of(request: web.Request) -> str:
+    """The route template (``/v1/images/{image_id}/layer``), never the raw path."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else UNMATCHED_ROUTE
+
+
+def repository_of(request: web.Request) -> str | None:
+    """The repository the request names: set by whoever knows, else read from the path."""
+    if (repository := request.get(REPOSITORY)) is not None:
+        return str(repository)
+    match = request.match_info
+    if "repository" not in match:
+        return None
+    # v1 one-segment names mean library/<name> (v1 spec §3).
+    return f"{match.get('namespace', 'library')}/{match['repository']}"
+
+
+def _sent_bytes(request: web.Request, response: web.StreamResponse) -> int:
+    if request.method == "HEAD":
+        return 0
+    if response.content_length is not None:
+        # Also right for zero-copy sendfile, which bypasses the writer's byte count.
+        return response.content_length
+    return response.body_length
+
+
+@web.middleware
+async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    rid = ensure_request_id(request)
+    app = request.app
+    metrics, lifecycle = app[METRICS], app[LIFECYCLE]
+    route = route_of(request)
+    in_progress = metrics.requests_in_progress.labels(method_label(request.method), route)
+    in_progress.inc()
+    status, sent = 500, 0
+    try:
+        with lifecycle.track():
+            response = await handler(request)
+        status, sent = response.status, _sent_bytes(request, response)
+        return response
+    except web.HTTPException as exc:  # redirects and the like, re-raised by the error middleware
+        status = exc.status
+        raise
+    except asyncio.CancelledError:
+        status = STATUS_GONE
+        raise
+    finally:
+        in_progress.dec()
+        duration = time.perf_counter() - started
+        received = request.content.total_bytes
+        metrics.observe_request(request.method, route, status, duration, received, sent)
+        cancelled_by_drain = status == STATUS_GONE and lifecycle.draining
+        log.log(
+            logging.DEBUG if route in QUIET_ROUTES and status < 500 else logging.INFO,
+            "%s %s %d",
+            request.method,
+            request.path,
+            status,
+            extra={
+                "fields": {
+                    "request_id": rid,
+                    "method": request.method,
+                    "path": request.path,
+                    "route": route,
+                    "status": status,
+                    "bytes_received": received,
+                    "bytes_sent": sent,
+                    "duration_ms": round(duration * 1000, 3),
+                    "user": request.get(USER),
+                    "repository": repository_of(request),
+                    "remote": request.remote,
+                    "cancelled_by_drain": cancelled_by_drain or None,
+                }
+            },
+        )

@@ -1,0 +1,88 @@
+"""The filesystem backend, counted: uploads in progress and storage errors by operation.
+
+A subclass rather than a wrapper, so that every backend method added later
+still works (uncounted until it is listed here).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from registryd.digest import Digest, Sha256
+from registryd.ops.metrics import Metrics
+from registryd.storage.filesystem import FilesystemBackend, FilesystemBlob, FilesystemWriter
+
+
+@contextlib.contextmanager
+def _counting_errors(metrics: Metrics, operation: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError:
+        metrics.storage_errors.labels(operation).inc()
+        raise
+
+
+class ObservedWriter(FilesystemWriter):
+    def __init__(self, root: Path, tee: Sha256 | None, metrics: Metrics) -> None:
+        super().__init__(root, tee)
+        self._metrics = metrics
+
+    async def write(self, data: bytes) -> None:
+        with _counting_errors(self._metrics, "write"):
+            await super().write(data)
+
+    async def commit(self, expected: Digest | None = None) -> Digest:
+        with _counting_errors(self._metrics, "commit"):
+            return await super().commit(expected)
+
+    async def cancel(self) -> None:
+        with _counting_errors(self._metrics, "cancel"):
+            await super().cancel()
+
+    async def __aenter__(self) -> Self:
+        self._metrics.uploads_in_progress.inc()
+        return await super().__aenter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await super().__aexit__(exc_type, exc, tb)
+        finally:
+            self._metrics.uploads_in_progress.dec()
+
+
+class ObservedFilesystemBackend(FilesystemBackend):
+    def __init__(self, root: Path, metrics: Metrics) -> None:
+        super().__init__(root)
+        self._metrics = metrics
+
+    async def start(self) -> None:
+        with _counting_errors(self._metrics, "start"):
+            await super().start()
+
+    def writer(self, *, tee: Sha256 | None = None) -> ObservedWriter:
+        return ObservedWriter(self.root, tee, self._metrics)
+
+    async def open(self, digest: Digest) -> FilesystemBlob:
+        with _counting_errors(self._metrics, "open"):
+            return await super().open(digest)
+
+    async def stat(self, digest: Digest) -> int | None:
+        with _counting_errors(self._metrics, "stat"):
+            return await super().stat(digest)
+
+    async def delete(self, digest: Digest) -> bool:
+        with _counting_errors(self._metrics, "delete"):
+            return await super().delete(digest)
+
+    async def remove_stale_uploads(self, max_age_seconds: float) -> int:
+        with _counting_errors(self._metrics, "sweep"):
+            return await super().remove_stale_uploads(max_age_seconds)

@@ -1,0 +1,108 @@
+"""One serving process: listen, run until SIGTERM or SIGINT, then drain and exit cleanly.
+
+The drain, in order:
+
+1. ``/readyz`` answers 503, and for ``drain_delay_seconds`` connections are
+   still accepted, so that load balancers (Kubernetes endpoints) stop routing
+   here before anything is refused;
+2. the listener closes and idle keep-alive connections are closed;
+3. in-flight requests get ``drain_timeout_seconds`` to finish (a second
+   signal cuts this short);
+4. whatever is still running is cancelled: an upload's pending blob is
+   discarded as its handler unwinds, so nothing half-written is committed;
+5. the application's cleanup runs (pool closed) and ``serve`` returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+
+from aiohttp import web
+
+from registryd import __version__
+from registryd.app import create_app
+from registryd.config import Settings
+from registryd.keys import LIFECYCLE
+from registryd.ops.lifecycle import Lifecycle
+
+log = logging.getLogger("registryd")
+
+# How long cancelled requests get to unwind (remove temp files, roll back).
+CANCEL_GRACE_SECONDS = 5.0
+
+
+async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
+    """Serve ``settings`` until a signal, then drain; ``database_url`` must be migrated.
+
+    ``reuse_port`` lets several processes listen on one port (SO_REUSEPORT).
+    """
+    app = create_app(settings)
+    # Signals are handled here, not by aiohttp, so that the drain comes first.
+    runner = web.AppRunner(
+        app, access_log=None, handle_signals=False, shutdown_timeout=CANCEL_GRACE_SECONDS
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port or None)
+        await site.start()
+        for address in runner.addresses:
+            log.info("registryd %s listening on %s", __version__, address)
+        signals = asyncio.Queue[int]()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, signals.put_nowait, sig)
+        received = await signals.get()
+        log.info("received %s: draining", signal.Signals(received).name)
+        hurry = asyncio.Event()
+        hurry_on_next = asyncio.create_task(_set_on_next(signals, hurry))
+        try:
+            await drain(runner, app[LIFECYCLE], settings, hurry)
+        finally:
+            hurry_on_next.cancel()
+    finally:
+        await runner.cleanup()
+    log.info("stopped")
+
+
+async def _set_on_next(signals: asyncio.Queue[int], event: asyncio.Event) -> None:
+    sig = await signals.get()
+    log.warning("received %s again: cancelling in-flight requests now", signal.Signals(sig).name)
+    event.set()
+
+
+async def drain(
+    runner: web.AppRunner, lifecycle: Lifecycle, settings: Settings, hurry: asyncio.Event
+) -> None:
+    """Steps 1-4 of the module docstring; the caller's ``runner.cleanup()`` is step 5."""
+    started = time.monotonic()
+    lifecycle.draining = True
+    if settings.drain_delay_seconds > 0:
+        log.info("readyz answers 503; closing the listener in %gs", settings.drain_delay_seconds)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(hurry.wait(), settings.drain_delay_seconds)
+    for site in list(runner.sites):
+        await site.stop()
+    if runner.server is not None:
+        runner.server.pre_shutdown()  # idle keep-alive connections close now
+    in_flight = lifecycle.in_flight
+    log.info(
+        "listener closed; waiting up to %gs for %d request(s)",
+        settings.drain_timeout_seconds,
+        in_flight,
+        extra={"fields": {"in_flight": in_flight}},
+    )
+    if await lifecycle.wait_idle(settings.drain_timeout_seconds, hurry):
+        cancelled = 0
+    else:
+        cancelled = await lifecycle.cancel_in_flight(CANCEL_GRACE_SECONDS)
+        log.warning("cancelled %d request(s) still running", cancelled)
+    drain_seconds = time.monotonic() - started
+    log.info(
+        "drained in %.2fs",
+        drain_seconds,
+        extra={"fields": {"drain_seconds": round(drain_seconds, 3), "cancelled": cancelled}},
+    )
