@@ -5,7 +5,7 @@ The drain, in order:
 1. ``/readyz`` answers 503, and for ``drain_delay_seconds`` connections are
    still accepted, so that load balancers (Kubernetes endpoints) stop routing
    here before anything is refused;
-2. the listener closes and idle keep-alive connections are closed;
+2. the listener closes; a keep-alive connection closes after its next response;
 3. in-flight requests get ``drain_timeout_seconds`` to finish (a second
    signal cuts this short);
 4. whatever is still running is cancelled: an upload's pending blob is
@@ -86,8 +86,10 @@ async def drain(
             await asyncio.wait_for(hurry.wait(), settings.drain_delay_seconds)
     for site in list(runner.sites):
         await site.stop()
-    if runner.server is not None:
-        runner.server.pre_shutdown()  # idle keep-alive connections close now
+    # Not aiohttp's pre_shutdown() here: it also stops reading from connections
+    # whose request is mid-body, which would stall every upload in flight.
+    # Keep-alive connections close after their next response instead (see
+    # observe.py), and idle ones when runner.cleanup() runs.
     in_flight = lifecycle.in_flight
     log.info(
         "listener closed; waiting up to %gs for %d request(s)",

@@ -67,6 +67,8 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         with lifecycle.track():
             response = await handler(request)
         status, sent = response.status, _sent_bytes(request, response)
+        if lifecycle.draining:
+            response.force_close()  # no further requests on this connection
         return response
     except web.HTTPException as exc:  # redirects and the like, re-raised by the error middleware
         status = exc.status

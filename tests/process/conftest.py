@@ -15,6 +15,16 @@ from pathlib import Path
 
 import pytest
 
+# The command line of deploy/'s Deployment and Containerfile (tests/deploy checks
+# that they match): settings come from the environment, as in a container.
+SERVE_COMMAND = ("registryd", "serve")
+
+
+def serve_argv() -> list[str]:
+    """SERVE_COMMAND, with the console script this venv installed."""
+    script = Path(sys.executable).parent / SERVE_COMMAND[0]
+    return [str(script), *SERVE_COMMAND[1:]]
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -60,21 +70,13 @@ class Launcher:
         full_env["REGISTRYD_AUTH_MODE"] = "none"  # these tests are about the process
         if database_url is not None:
             full_env["REGISTRYD_DATABASE_URL"] = database_url
+        full_env["REGISTRYD_DATA_DIR"] = str(data_dir)
+        full_env["REGISTRYD_PORT"] = str(port)
         full_env.update(env or {})
         log_path = self.tmp_path / f"server-{len(self.started)}.log"
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "registryd",
-                    "serve",
-                    "--data-dir",
-                    str(data_dir),
-                    "--port",
-                    str(port),
-                    *args,
-                ],
+                [*serve_argv(), *args],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=full_env,
