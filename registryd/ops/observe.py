@@ -38,6 +38,8 @@ def repository_of(request: web.Request) -> str | None:
     if (repository := request.get(REPOSITORY)) is not None:
         return str(repository)
     match = request.match_info
+    if "name" in match:  # v2: /v2/<name>/...
+        return match["name"]
     if "repository" not in match:
         return None
     # v1 one-segment names mean library/<name> (v1 spec §3).

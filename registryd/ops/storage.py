@@ -12,9 +12,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from registryd.digest import Digest, Sha256
+from registryd.digest import Digest, Hasher, Sha256
 from registryd.ops.metrics import Metrics
-from registryd.storage.filesystem import FilesystemBackend, FilesystemBlob, FilesystemWriter
+from registryd.storage.filesystem import (
+    FilesystemAppender,
+    FilesystemBackend,
+    FilesystemBlob,
+    FilesystemWriter,
+)
 
 
 @contextlib.contextmanager
@@ -59,6 +64,44 @@ class ObservedWriter(FilesystemWriter):
             self._metrics.uploads_in_progress.dec()
 
 
+class ObservedAppender(FilesystemAppender):
+    """A counting proxy for the appender the backend opened (one v2 chunk request)."""
+
+    def __init__(self, inner: FilesystemAppender, metrics: Metrics) -> None:
+        # No super().__init__(): every public method goes to ``inner``.
+        self._inner = inner
+        self._metrics = metrics
+
+    @property
+    def size_bytes(self) -> int:
+        return self._inner.size_bytes
+
+    async def write(self, data: bytes) -> None:
+        with _counting_errors(self._metrics, "write"):
+            await self._inner.write(data)
+
+    async def finish(self) -> int:
+        with _counting_errors(self._metrics, "commit"):
+            return await self._inner.finish()
+
+    async def __aenter__(self) -> Self:
+        await self._inner.__aenter__()
+        self._metrics.uploads_in_progress.inc()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            with _counting_errors(self._metrics, "cancel"):
+                await self._inner.__aexit__(exc_type, exc, tb)
+        finally:
+            self._metrics.uploads_in_progress.dec()
+
+
 class ObservedFilesystemBackend(FilesystemBackend):
     def __init__(self, root: Path, metrics: Metrics) -> None:
         super().__init__(root)
@@ -82,6 +125,27 @@ class ObservedFilesystemBackend(FilesystemBackend):
     async def delete(self, digest: Digest) -> bool:
         with _counting_errors(self._metrics, "delete"):
             return await super().delete(digest)
+
+    async def create_upload(self) -> str:
+        with _counting_errors(self._metrics, "create_upload"):
+            return await super().create_upload()
+
+    async def append_upload(
+        self, upload_key: str, offset: int, hasher: Hasher | None
+    ) -> ObservedAppender:
+        with _counting_errors(self._metrics, "append_upload"):
+            inner = await super().append_upload(upload_key, offset, hasher)
+        return ObservedAppender(inner, self._metrics)
+
+    async def commit_upload(
+        self, upload_key: str, size_bytes: int, expected: Digest, hasher: Hasher | None
+    ) -> None:
+        with _counting_errors(self._metrics, "commit"):
+            await super().commit_upload(upload_key, size_bytes, expected, hasher)
+
+    async def delete_upload(self, upload_key: str) -> None:
+        with _counting_errors(self._metrics, "delete_upload"):
+            await super().delete_upload(upload_key)
 
     async def remove_stale_uploads(self, max_age_seconds: float) -> int:
         with _counting_errors(self._metrics, "sweep"):

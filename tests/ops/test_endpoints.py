@@ -15,6 +15,7 @@ from registryd.storage import paths
 from tests.conftest import Client
 from tests.support.images import make_image, random_bytes
 from tests.support.v1client import V1Client
+from tests.support.v2client import V2Client
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -122,3 +123,14 @@ async def test_one_access_log_line_per_request(
     assert fields["duration_ms"] >= 0
     assert json.loads(json.dumps(fields, default=str))  # serialisable as it stands
     assert livez.levelno == logging.DEBUG  # probes stay out of the info log
+
+
+async def test_v2_uploads_are_counted_by_route_template(client: Client) -> None:
+    layer = random_bytes(200_000, 3)
+    await V2Client(client).push_image("alice/app", "v1", [layer])
+    text = await (await client.get("/metrics")).text()
+    patch = {"method": "PATCH", "route": "/v2/{name}/blobs/uploads/{upload_id}"}
+    assert value(text, "registryd_http_requests_total", status="202", **patch) == 2
+    assert value(text, "registryd_http_received_bytes_total", **patch) > len(layer)
+    assert value(text, "registryd_uploads_in_progress") == 0
+    assert "alice/app" not in text
