@@ -28,6 +28,7 @@ from registryd.app import create_app
 from registryd.config import Settings
 from registryd.keys import LIFECYCLE
 from registryd.ops.lifecycle import Lifecycle
+from registryd.ops.observe import UnroutedAccessLogger
 
 log = logging.getLogger("registryd")
 
@@ -43,7 +44,11 @@ async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
     app = create_app(settings)
     # Signals are handled here, not by aiohttp, so that the drain comes first.
     runner = web.AppRunner(
-        app, access_log=None, handle_signals=False, shutdown_timeout=CANCEL_GRACE_SECONDS
+        app,
+        handle_signals=False,
+        shutdown_timeout=CANCEL_GRACE_SECONDS,
+        access_log_class=UnroutedAccessLogger,
+        access_log=logging.getLogger("registryd.access"),
     )
     await runner.setup()
     try:

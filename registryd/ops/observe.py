@@ -12,9 +12,10 @@ import logging
 import time
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler
 
-from registryd.http.middleware import ensure_request_id
+from registryd.http.middleware import REQUEST_ID, ensure_request_id
 from registryd.keys import LIFECYCLE, METRICS, REPOSITORY, USER
 from registryd.ops.metrics import method_label
 
@@ -88,7 +89,7 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
             logging.DEBUG if route in QUIET_ROUTES and status < 500 else logging.INFO,
             "%s %s %d",
             request.method,
-            request.path,
+            request.path_qs,
             status,
             extra={
                 "fields": {
@@ -104,6 +105,33 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
                     "repository": repository_of(request),
                     "remote": request.remote,
                     "cancelled_by_drain": cancelled_by_drain or None,
+                }
+            },
+        )
+
+
+class UnroutedAccessLogger(AbstractAccessLogger):
+    """aiohttp's access log, for the requests the middleware never saw.
+
+    Those are the ones aiohttp answers itself (a malformed request line, a TLS
+    handshake on the plain-HTTP port); everything else is logged above.
+    """
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        if REQUEST_ID in request:
+            return
+        version = request.version
+        line = f"{request.method} {request.path_qs} HTTP/{version.major}.{version.minor}"
+        self.logger.info(
+            '"%s" %d',
+            line,
+            response.status,
+            extra={
+                "fields": {
+                    "request_line": line,
+                    "status": response.status,
+                    "duration_ms": round(time * 1000, 3),
+                    "remote": request.remote,
                 }
             },
         )
