@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from registryd.config import ConfigError, resolve
+from registryd.config import ConfigError, resolve, setting_names
 from registryd.ops.config_check import describe, mask_url, masked
 
 
@@ -122,3 +122,11 @@ def test_describe_masks_every_secret() -> None:
     assert 'database_url = "postgresql://reg:***@db/reg"  # env REGISTRYD_DATABASE_URL' in text
     assert 'admin_user = "root"' in text
     assert "port = 5000  # default" in text
+
+
+def test_readme_table_lists_every_setting() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    rows = {
+        line.split("|")[1].strip(" `") for line in readme.splitlines() if line.startswith("| `")
+    }
+    assert set(setting_names()) <= rows
