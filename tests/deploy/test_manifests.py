@@ -19,7 +19,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from registryd.config import env_var, resolve, setting_names
+from registryd.app import create_app
+from registryd.config import Settings, env_var, resolve, setting_names
 from tests.process.conftest import SERVE_COMMAND
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -215,7 +216,11 @@ def test_disruption_network_and_ingress(rendered: list[Resource]) -> None:
     policy = one(rendered, "NetworkPolicy", "registryd")
     assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
     assert {"Ingress", "Egress"} == set(policy["spec"]["policyTypes"])
-    annotations = one(rendered, "Ingress")["metadata"]["annotations"]
+    ingress = one(rendered, "Ingress")
+    [rule] = ingress["spec"]["rules"]
+    public = {path["path"] for path in rule["http"]["paths"]}
+    assert public == {"/v1", "/v2", "/_ping"}  # not /metrics, /livez, /readyz
+    annotations = ingress["metadata"]["annotations"]
     assert annotations["nginx.ingress.kubernetes.io/proxy-body-size"] == "0"
     assert int(annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 600
     assert annotations["nginx.ingress.kubernetes.io/proxy-request-buffering"] == "off"
@@ -243,3 +248,21 @@ def test_real_secrets_are_never_committed() -> None:
         check=True,
     ).stdout.split()
     assert not [path for path in tracked if path.endswith("secrets.env")]
+
+
+def test_ingress_publishes_every_api_route_and_no_ops_route(deploy_copy: Path) -> None:
+    [rule] = one(render(deploy_copy, "single"), "Ingress")["spec"]["rules"]
+    paths = rule["http"]["paths"]
+
+    def public(route: str) -> bool:
+        return any(
+            route == p["path"] or (p["pathType"] == "Prefix" and route.startswith(p["path"] + "/"))
+            for p in paths
+        )
+
+    app = create_app(Settings(database_url="postgresql://unused/db"))
+    routes = {resource.canonical for resource in app.router.resources()}
+    ops = {"/livez", "/readyz", "/metrics"}
+    assert ops <= routes
+    assert [route for route in routes - ops if not public(route)] == []
+    assert [route for route in ops if public(route)] == []

@@ -340,3 +340,25 @@ async def test_config_errors_stop_start_up_naming_the_setting(tmp_path: Path) ->
         assert result.returncode == 2, (args, result.stderr)
         assert named in result.stderr
         assert "configuration error" in result.stderr
+
+
+async def test_a_second_sigterm_cuts_the_drain_short(
+    launcher: Launcher, tmp_path: Path, database_url: str
+) -> None:
+    data_dir = tmp_path / "data"
+    server = launcher.start(data_dir, database_url, env={"REGISTRYD_DRAIN_TIMEOUT_SECONDS": "60"})
+    layer = random_bytes(16 * 1024 * 1024, 10)
+    async with aiohttp.ClientSession(base_url=server.url) as http:
+        _, upload = await _start_upload(http, layer, "drain-hurry", 0.2)
+        server.proc.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.5)
+        signalled = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(server.proc.wait, 30)
+        exited = time.monotonic() - signalled
+        with contextlib.suppress(aiohttp.ClientError):
+            await upload
+    assert code == 0
+    assert exited < 5  # not the 60 s drain timeout
+    assert _stored_files(data_dir / "storage") == ([], [])
+    assert _drained_line(server)["cancelled"] == 1
