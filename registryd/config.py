@@ -71,6 +71,15 @@ def _parse_non_negative_int(text: str) -> int:
     return value
 
 
+def _parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
 def _parse_log_level(text: str) -> str:
     level = text.strip().lower()
     if level not in _LOG_LEVELS:
@@ -102,15 +111,6 @@ def _parse_path(text: str) -> Path:
 
 def _parse_optional_str(text: str) -> str | None:
     return text.strip() or None
-
-
-def _parse_bool(text: str) -> bool:
-    value = text.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("must be true or false")
 
 
 def _parse_auth_mode(text: str) -> str:
@@ -162,6 +162,10 @@ class Settings:
     # Bootstrapped (created, or its password reset) at start-up when both are set.
     admin_user: str | None = None
     admin_password: str | None = None
+    # Server processes sharing the port (SO_REUSEPORT); each has its own pool.
+    workers: int = 1
+    # Serve blob bodies with zero-copy sendfile (off: read and write them, as over TLS).
+    sendfile: bool = True
 
     @property
     def storage_root(self) -> Path:
@@ -235,4 +239,6 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "token_ttl_seconds": _parse_positive_int,
     "admin_user": _parse_optional_str,
     "admin_password": _parse_optional_str,
+    "workers": _parse_positive_int,
+    "sendfile": _parse_bool,
 }
