@@ -32,6 +32,7 @@ from registryd.domain import users
 from registryd.domain.services import Services
 from registryd.errors import RegistryError
 from registryd.storage.filesystem import FilesystemBackend
+from registryd.workers import serve_workers
 
 log = logging.getLogger("registryd")
 
@@ -63,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (default 5000)")
     serve.add_argument("--max-layer-bytes", type=_size, help="largest layer accepted (0: no limit)")
     serve.add_argument("--public-host", help="host[:port] clients reach this registry at")
+    serve.add_argument("--workers", type=int, help="server processes sharing the port (default 1)")
 
     sub.add_parser("migrate", parents=[common], help="apply database migrations and exit")
 
@@ -88,10 +90,13 @@ def _settings(args: argparse.Namespace) -> Settings:
             "port",
             "max_layer_bytes",
             "public_host",
+            "workers",
         )
     }
     if flags["port"] is not None and not 0 <= flags["port"] <= 65535:
         raise ConfigError(f"--port={flags['port']}: must be between 0 and 65535")
+    if flags["workers"] is not None and flags["workers"] < 1:
+        raise ConfigError(f"--workers={flags['workers']}: must be at least 1")
     if flags["database_url"] == "":
         flags["database_url"] = None
     return Settings.from_env(**flags)
@@ -147,14 +152,15 @@ def _read_password() -> str:
     return sys.stdin.readline().rstrip("\n")
 
 
-async def _serve(settings: Settings) -> None:
+async def _serve(settings: Settings, *, migrate: bool = True, reuse_port: bool = False) -> None:
     assert settings.database_url is not None
-    applied = await _migrate(settings.database_url)
-    if applied:
-        log.info("applied migrations: %s", ", ".join(applied))
+    if migrate:
+        applied = await _migrate(settings.database_url)
+        if applied:
+            log.info("applied migrations: %s", ", ".join(applied))
     runner = web.AppRunner(create_app(settings), access_log=logging.getLogger("registryd.access"))
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
+    site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port or None)
     await site.start()
     for sock in runner.addresses:
         log.info("registryd %s listening on %s", __version__, sock)
@@ -167,6 +173,11 @@ async def _serve(settings: Settings) -> None:
         log.info("shutting down")
     finally:
         await runner.cleanup()
+
+
+def _run_worker(settings: Settings) -> int:
+    uvloop.run(_serve(settings, migrate=False, reuse_port=True))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -191,6 +202,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 applied = asyncio.run(_migrate(db.url))
                 print(f"applied {len(applied)} migration(s)" + "".join(f"\n  {m}" for m in applied))
                 return 0
+            if settings.workers > 1:
+                applied = asyncio.run(_migrate(db.url))  # once, before any worker serves
+                if applied:
+                    log.info("applied migrations: %s", ", ".join(applied))
+                return serve_workers(settings, _run_worker)
             uvloop.run(_serve(settings))
             return 0
     except RegistryError as exc:
