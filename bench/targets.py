@@ -9,6 +9,7 @@ taskset; None leaves it free. No systemd, no files outside the temp dir.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -136,7 +137,8 @@ def _spawn(
 
 def start_registryd(workdir: Path, cpus: str | None, workers: int = 1) -> Server:
     port = free_port()
-    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("REGISTRYD_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRYD_")}
+    env["REGISTRYD_AUTH_MODE"] = "none"  # like the other targets: no accounts, no tokens
     argv = [
         *_pin(cpus),
         sys.executable,

@@ -11,9 +11,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _run_bench(out: Path, tmp: Path) -> subprocess.CompletedProcess[str]:
+def _run_bench(out: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRYD_")}
-    env["TMPDIR"] = str(tmp)
     return subprocess.run(
         [
             sys.executable,
@@ -37,7 +36,7 @@ def _run_bench(out: Path, tmp: Path) -> subprocess.CompletedProcess[str]:
 
 async def test_bench_smoke_run_reports_every_section(tmp_path: Path) -> None:
     out = tmp_path / "RESULTS.md"
-    result = await asyncio.to_thread(_run_bench, out, tmp_path)
+    result = await asyncio.to_thread(_run_bench, out)
     assert result.returncode == 0, result.stderr[-3000:]
     report = out.read_text()
     for section in (
