@@ -41,6 +41,7 @@ from registryd.ops.logs import configure_logging
 from registryd.ops.metrics import multiprocess_metrics
 from registryd.server import serve
 from registryd.storage.filesystem import FilesystemBackend
+from registryd.workers import serve_workers
 
 log = logging.getLogger("registryd")
 
@@ -152,12 +153,18 @@ def _read_password() -> str:
     return sys.stdin.readline().rstrip("\n")
 
 
-async def _serve(settings: Settings) -> None:
+async def _serve(settings: Settings, *, migrate: bool = True, reuse_port: bool = False) -> None:
     assert settings.database_url is not None
-    applied = await _migrate(settings.database_url)
-    if applied:
-        log.info("applied migrations: %s", ", ".join(applied))
-    await serve(settings)
+    if migrate:
+        applied = await _migrate(settings.database_url)
+        if applied:
+            log.info("applied migrations: %s", ", ".join(applied))
+    await serve(settings, reuse_port=reuse_port)
+
+
+def _run_worker(settings: Settings) -> int:
+    uvloop.run(_serve(settings, migrate=False, reuse_port=True))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -194,6 +201,11 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
                 return 0
             with multiprocess_metrics(settings.metrics_dir) as metrics_dir:
                 settings = dataclasses.replace(settings, metrics_dir=metrics_dir)
+                if settings.workers > 1:
+                    applied = asyncio.run(_migrate(db.url))  # once, before any worker serves
+                    if applied:
+                        log.info("applied migrations: %s", ", ".join(applied))
+                    return serve_workers(settings, _run_worker)
                 uvloop.run(_serve(settings))
             return 0
     except RegistryError as exc:

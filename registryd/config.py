@@ -76,6 +76,15 @@ def _parse_non_negative_int(text: str) -> int:
     return value
 
 
+def _parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
 def _parse_log_level(text: str) -> str:
     level = text.strip().lower()
     if level not in _LOG_LEVELS:
@@ -125,15 +134,6 @@ def _parse_optional_path(text: str) -> Path | None:
 
 def _parse_optional_str(text: str) -> str | None:
     return text.strip() or None
-
-
-def _parse_bool(text: str) -> bool:
-    value = text.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("must be true or false")
 
 
 def _parse_auth_mode(text: str) -> str:
@@ -196,6 +196,10 @@ class Settings:
     readiness_timeout_seconds: float = 2.0
     # Where each process keeps its metric files; None: a private temp directory.
     metrics_dir: Path | None = None
+    # Server processes sharing the port (SO_REUSEPORT); each has its own pool.
+    workers: int = 1
+    # Serve blob bodies with zero-copy sendfile (off: read and write them, as over TLS).
+    sendfile: bool = True
 
     @property
     def storage_root(self) -> Path:
@@ -258,6 +262,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "drain_timeout_seconds": _parse_seconds,
     "readiness_timeout_seconds": _parse_seconds,
     "metrics_dir": _parse_optional_path,
+    "workers": _parse_positive_int,
+    "sendfile": _parse_bool,
 }
 
 

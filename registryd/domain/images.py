@@ -17,6 +17,7 @@ from registryd.db.queries import ImageRow
 from registryd.digest import payload_checksum_hasher
 from registryd.domain.services import Services
 from registryd.errors import (
+    BlobUnknown,
     ChecksumAlreadySet,
     ChecksumMismatch,
     ChecksumMissing,
@@ -148,17 +149,29 @@ async def put_image_checksum(
 
 
 async def fetch_complete_image(svc: Services, image_id: ImageId) -> ImageRow:
-    """The image if it is complete; raise ImageUnknown or ImageBeingUploaded."""
+    """The image if it is complete; raise ImageUnknown or ImageBeingUploaded.
+
+    Complete images come from the per-process cache after the first read.
+    """
+    cached = svc.images.get(image_id)
+    if cached is not None:
+        return cached
     async with svc.pool.acquire() as conn:
         image = await queries.fetch_image(conn, image_id)
     if image is None:
         raise ImageUnknown()
     if not image.is_complete:
         raise ImageBeingUploaded()
+    svc.images.put(image)
     return image
 
 
 async def open_image_layer(svc: Services, image: ImageRow) -> OpenBlob:
     """Open a complete image's layer for reading; raise BlobUnknown if it vanished."""
     assert image.layer_digest is not None  # guaranteed for complete images by a CHECK
-    return await svc.storage.open(image.layer_digest)
+    try:
+        return await svc.storage.open(image.layer_digest)
+    except BlobUnknown:
+        # Whatever removed the blob may have removed the image too: ask the database next time.
+        svc.images.forget(image.image_id)
+        raise

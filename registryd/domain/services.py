@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from registryd.config import Settings
+from registryd.domain.image_cache import ImageCache
 from registryd.domain.upload_hashes import UploadHashes
 from registryd.storage.base import Backend
 
@@ -20,3 +21,5 @@ class Services:
     token_secret: bytes
     # Per-process cache of v2 upload hash states (the sessions live in the database).
     upload_hashes: UploadHashes = field(default_factory=UploadHashes)
+    # Complete images by id: immutable, so safe to keep per process (see image_cache).
+    images: ImageCache = field(default_factory=ImageCache)

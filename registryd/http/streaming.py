@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 from collections.abc import AsyncIterator
@@ -14,7 +15,11 @@ from aiohttp.client_exceptions import ClientPayloadError
 from aiohttp.http_writer import StreamWriter
 
 from registryd.errors import BodyIncomplete, BodyTooLarge
+from registryd.http import sendfile
+from registryd.http.middleware import REQUEST_ID
 from registryd.storage.base import OpenBlob
+
+log = logging.getLogger(__name__)
 
 # Bytes handed to the storage writer at a time: large enough that hashing and
 # the executor hop are cheap per byte, small enough to keep memory flat.
@@ -113,11 +118,14 @@ async def send_blob(
     request: web.Request,
     blob: OpenBlob,
     headers: dict[str, str],
+    *,
+    zero_copy: bool = True,
 ) -> web.StreamResponse:
     """Serve ``blob`` (whole, or the requested range) and close it.
 
-    Uses the loop's zero-copy sendfile where the loop has one and falls back
-    to reading in READ_CHUNK_BYTES pieces off the loop otherwise.
+    With ``zero_copy`` the kernel moves the bytes (``sendfile``, on any event
+    loop); over TLS, or with ``zero_copy`` off, they are read in
+    READ_CHUNK_BYTES pieces off the loop and written through the response.
     """
     try:
         size = blob.size_bytes
@@ -139,34 +147,61 @@ async def send_blob(
         writer = await response.prepare(request)
         assert writer is not None
         if request.method != "HEAD" and count:
-            await _send_file_range(request, response, writer, blob, offset, count)
+            try:
+                await _send_body(request, writer, response, blob, offset, count, zero_copy)
+            except ConnectionError:
+                log.info(
+                    "request %s %s: client went away mid-body (499)", _rid(request), request.path
+                )
+                _abort(request)
+                return response  # aiohttp finds the transport closed and only logs access
+            except BaseException:
+                _abort(request)  # part of a body went out: an error response cannot follow it
+                raise
         await response.write_eof()
         return response
     finally:
         await blob.close()
 
 
-async def _send_file_range(
+async def _send_body(
     request: web.Request,
-    response: web.StreamResponse,
     writer: AbstractStreamWriter,
+    response: web.StreamResponse,
     blob: OpenBlob,
     offset: int,
     count: int,
+    zero_copy: bool,
+) -> None:
+    sock = sendfile.usable(request.transport) if zero_copy else None
+    if sock is not None and isinstance(writer, StreamWriter):
+        # aiohttp buffers the status line and headers until the first body
+        # write; sendfile bypasses the writer, so hand them over first.
+        writer.send_headers()
+        await sendfile.send_file_range(
+            request.transport,  # type: ignore[arg-type]  # checked by usable()
+            sock,
+            blob.file.fileno(),
+            offset,
+            count,
+        )
+    else:
+        await _copy_file_range(response, blob, offset, count)
+
+
+def _rid(request: web.Request) -> str:
+    return str(request.get(REQUEST_ID, "-"))
+
+
+def _abort(request: web.Request) -> None:
+    if request.transport is not None:
+        request.transport.close()
+
+
+async def _copy_file_range(
+    response: web.StreamResponse, blob: OpenBlob, offset: int, count: int
 ) -> None:
     loop = asyncio.get_running_loop()
-    transport = request.transport
-    if transport is not None and transport.get_extra_info("sslcontext") is None:
-        try:
-            # aiohttp buffers the status line and headers until the first body
-            # write; sendfile bypasses the writer, so flush them first.
-            if isinstance(writer, StreamWriter):
-                writer.send_headers()
-            await writer.drain()
-            await loop.sendfile(transport, blob.file, offset, count, fallback=False)
-            return
-        except (NotImplementedError, asyncio.SendfileNotAvailableError):
-            pass  # uvloop has no loop.sendfile; copy through a thread instead.
     fd = blob.file.fileno()
     end = offset + count
     while offset < end:
@@ -174,6 +209,6 @@ async def _send_file_range(
             None, os.pread, fd, min(READ_CHUNK_BYTES, end - offset), offset
         )
         if not data:
-            raise ConnectionResetError("blob shrank while being served")
+            raise OSError(f"blob shrank while being served (at byte {offset})")
         await response.write(data)
         offset += len(data)

@@ -57,7 +57,7 @@ async def get_image_layer(request: web.Request) -> web.StreamResponse:
     blob = await images.open_image_layer(svc, image)
     headers = immutable_headers()
     headers["ETag"] = f'"{image.layer_digest}"'
-    return await send_blob(request, blob, headers)
+    return await send_blob(request, blob, headers, zero_copy=svc.settings.sendfile)
 
 
 async def put_image_checksum(request: web.Request) -> web.Response:

@@ -23,7 +23,9 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
         # Content-addressed: the bytes at this URL never change.
         "Cache-Control": "max-age=31536000",
     }
-    return await send_blob(request, blob, headers)
+    return await send_blob(
+        request, blob, headers, zero_copy=request.app[SERVICES].settings.sendfile
+    )
 
 
 async def delete_blob(request: web.Request) -> web.Response:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
+import dataclasses
 
 import pytest
 
+from registryd.config import Settings
 from tests.conftest import Client
 from tests.support.images import V1Image, make_image, random_bytes
 from tests.support.v1client import V1Client
@@ -16,15 +16,14 @@ LAYER = random_bytes(SIZE, seed=2)
 
 
 @pytest.fixture(params=["sendfile", "copy"])
-async def pushed(request: pytest.FixtureRequest, client: Client) -> V1Image:
-    """A complete image, served with the loop's sendfile or (as under uvloop) by copying."""
-    if request.param == "copy":
-        loop = asyncio.get_running_loop()
+def settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    """Every test here runs with zero-copy sendfile and with the copying fallback (as over TLS)."""
+    return dataclasses.replace(settings, sendfile=request.param == "sendfile")
 
-        async def no_sendfile(*args: Any, **kwargs: Any) -> int:
-            raise NotImplementedError  # what uvloop does
 
-        loop.sendfile = no_sendfile  # type: ignore[method-assign]
+@pytest.fixture
+async def pushed(client: Client) -> V1Image:
+    """A complete image."""
     image = make_image("download", LAYER)
     assert await V1Client(client).push_image(image) == "pushed"
     return image

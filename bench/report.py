@@ -1,0 +1,148 @@
+"""Statistics per point and the Markdown report: min/median/max, percentiles and ratios."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+
+from bench.loadgen import RunResult
+
+REFERENCES = ("distribution", "nginx")
+
+
+@dataclass
+class Sample:
+    result: RunResult
+    server_cpu: float  # CPU seconds per second, whole process tree
+    client_cpu: float
+    peak_rss_bytes: int
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.result.body_bytes / self.result.seconds / 1e6 if self.result.seconds else 0.0
+
+    @property
+    def req_per_s(self) -> float:
+        return self.result.requests / self.result.seconds if self.result.seconds else 0.0
+
+
+@dataclass
+class Point:
+    section: str
+    label: str
+    concurrency: int
+    unit: str  # "MB/s" or "req/s": what the ratio compares
+    samples: dict[str, list[Sample]] = field(default_factory=dict)
+
+    def value(self, sample: Sample) -> float:
+        return sample.mb_per_s if self.unit == "MB/s" else sample.req_per_s
+
+    def median(self, target: str) -> float | None:
+        samples = self.samples.get(target)
+        if not samples:
+            return None
+        return statistics.median(self.value(s) for s in samples)
+
+    def ratio(self, reference: str) -> float | None:
+        ours, theirs = self.median("registryd"), self.median(reference)
+        if ours is None or not theirs:
+            return None
+        return ours / theirs
+
+
+def size(n: int) -> str:
+    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= factor and n % factor == 0:
+            return f"{n // factor} {unit}"
+    return f"{n} B"
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def progress(point: Point) -> str:
+    parts = [f"{t} {m:.0f}" for t in point.samples if (m := point.median(t)) is not None]
+    return (
+        f"[{point.section}] {point.label} c={point.concurrency}: {', '.join(parts)} "
+        f"{point.unit}; /dist {_ratio(point.ratio('distribution'))}, "
+        f"/nginx {_ratio(point.ratio('nginx'))}"
+    )
+
+
+def _detail_rows(point: Point) -> list[str]:
+    rows = []
+    for target, samples in point.samples.items():
+        values = [point.value(s) for s in samples]
+        latencies = [lat for s in samples for lat in s.result.latencies]
+        errors = sum(s.result.errors for s in samples)
+        rows.append(
+            f"| {point.section} | {point.label} | {point.concurrency} | {target} "
+            f"| {min(values):.0f} / {statistics.median(values):.0f} "
+            f"/ {max(values):.0f} {point.unit} "
+            f"| {statistics.median(s.req_per_s for s in samples):.0f} "
+            f"| {statistics.median(s.mb_per_s for s in samples):.0f} "
+            f"| {_percentile(latencies, 0.5) * 1000:.1f} "
+            f"/ {_percentile(latencies, 0.99) * 1000:.1f} "
+            f"| {statistics.median(s.server_cpu for s in samples) * 100:.0f}% "
+            f"| {max(s.peak_rss_bytes for s in samples) / 1024**2:.0f} "
+            f"| {statistics.median(s.client_cpu for s in samples) * 100:.0f}% "
+            f"| {sum(s.result.requests for s in samples)}{f' ({errors} err)' if errors else ''} |"
+        )
+    return rows
+
+
+def render(
+    points: list[Point], *, command: str, machine: str, plan: str, minutes: float, wrk: str
+) -> str:
+    lines = [
+        "# registryd benchmark results",
+        "",
+        f"- Command: `{command}`",
+        f"- Machine: {machine}",
+        f"- Plan: `{plan}`",
+        f"- Wall time: {minutes:.1f} min",
+        "- Pinned sections: every server (and what it starts, e.g. registryd's PostgreSQL) "
+        "on CPU 0 with `taskset -c 0`, the load generator on CPU 1. Ratios compare medians "
+        "of the same interleaved run.",
+    ]
+    if wrk:
+        lines.append(f"- Load generator cross-check with wrk (8 KiB reads): {wrk}")
+    lines += [
+        "",
+        "## Ratios (median of runs)",
+        "",
+        "| section | point | c | registryd | distribution | nginx | registryd/distribution "
+        "| registryd/nginx |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for p in points:
+        cells = [p.median(t) for t in ("registryd", *REFERENCES)]
+        shown = ["-" if v is None else f"{v:.0f} {p.unit}" for v in cells]
+        lines.append(
+            f"| {p.section} | {p.label} | {p.concurrency} | {' | '.join(shown)} "
+            f"| {_ratio(p.ratio('distribution'))} | {_ratio(p.ratio('nginx'))} |"
+        )
+    lines += [
+        "",
+        "## Every point",
+        "",
+        "min / median / max over the runs; req/s and MB/s are medians; latency percentiles pool "
+        "every request of the point; server CPU is the whole process tree (1.0 = one core); "
+        "peak RSS is the largest VmHWM of any one server process during the point; client CPU "
+        "is the load generator's own.",
+        "",
+        "| section | point | c | target | min / median / max | req/s | MB/s | p50 / p99 ms "
+        "| server CPU | peak RSS MiB | client CPU | requests |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for p in points:
+        lines += _detail_rows(p)
+    return "\n".join(lines) + "\n"

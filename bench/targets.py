@@ -1,0 +1,228 @@
+"""The servers under test, each started from its own config in a temp dir, on 127.0.0.1 only.
+
+registryd (``python -m registryd serve``, embedded PostgreSQL), the Go reference
+registry (Debian's ``docker-registry``, distribution 2.8) and nginx serving the
+same blob files with sendfile. ``cpus`` pins a server (and what it starts) with
+taskset; None leaves it free. No systemd, no files outside the temp dir.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+APT_PACKAGES = ("docker-registry", "nginx", "wrk")
+BINARIES = {"distribution": "docker-registry", "nginx": "nginx", "wrk": "wrk"}
+
+
+def ensure_references() -> None:
+    """apt-get install what is missing (root only); the caller skips what is still absent."""
+    missing = [
+        pkg
+        for pkg, exe in zip(APT_PACKAGES, ("docker-registry", "nginx", "wrk"), strict=True)
+        if find_binary(exe) is None
+    ]
+    if not missing or shutil.which("apt-get") is None:
+        return
+    print(f"installing {' '.join(missing)} with apt-get", file=sys.stderr)
+    subprocess.run(["apt-get", "update", "-qq"], check=False)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
+        check=False,
+        env={"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+    )
+
+
+def find_binary(name: str) -> str | None:
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _pin(cpus: str | None) -> list[str]:
+    return ["taskset", "-c", cpus] if cpus is not None else []
+
+
+@dataclass
+class Server:
+    name: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    workdir: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def tree(self) -> list[psutil.Process]:
+        """The server and everything it started (registryd: its workers and PostgreSQL)."""
+        root = psutil.Process(self.proc.pid)
+        return [root, *root.children(recursive=True)]
+
+    def rss_processes(self) -> list[psutil.Process]:
+        """The processes whose memory is the server's own (not registryd's PostgreSQL)."""
+        return [p for p in self.tree() if not p.name().startswith("postgres")]
+
+    def cpu_seconds(self) -> float:
+        total = 0.0
+        for proc in self.tree():
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                total += times.user + times.system
+        return total
+
+    def reset_peak_rss(self) -> None:
+        for proc in self.rss_processes():
+            with contextlib.suppress(OSError):
+                Path(f"/proc/{proc.pid}/clear_refs").write_text("5")  # resets VmHWM
+
+    def peak_rss_bytes(self) -> int:
+        """The largest peak RSS (VmHWM) of any one server process since the last reset."""
+        peak = 0
+        for proc in self.rss_processes():
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        peak = max(peak, int(line.split()[1]) * 1024)
+        return peak
+
+    def wait_ready(self, path: str, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                log = (self.workdir / "server.log").read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"{self.name} exited {self.proc.returncode}:\n{log}")
+            try:
+                with urllib.request.urlopen(self.url + path, timeout=1):
+                    return
+            except urllib.error.HTTPError:
+                return  # it answers
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"{self.name} not ready in {timeout}s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def _spawn(
+    name: str, workdir: Path, port: int, argv: list[str], env: dict[str, str] | None = None
+) -> Server:
+    workdir.mkdir(parents=True, exist_ok=True)
+    with (workdir / "server.log").open("wb") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=workdir, env=env)
+    return Server(name, port, proc, workdir)
+
+
+def start_registryd(workdir: Path, cpus: str | None, workers: int = 1) -> Server:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRYD_")}
+    env["REGISTRYD_AUTH_MODE"] = "none"  # like the other targets: no accounts, no tokens
+    argv = [
+        *_pin(cpus),
+        sys.executable,
+        "-m",
+        "registryd",
+        "serve",
+        "--data-dir",
+        str(workdir / "data"),
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",  # no access log, like the others
+        "--workers",
+        str(workers),
+    ]
+    server = _spawn("registryd", workdir, port, argv, env)
+    server.wait_ready("/v1/_ping")
+    return server
+
+
+def start_distribution(workdir: Path, cpus: str | None) -> Server:
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = workdir / "config.yml"
+    config.write_text(
+        f"""version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: {workdir / "data"}
+  cache:
+    blobdescriptor: inmemory
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:{port}
+"""
+    )
+    exe = find_binary("docker-registry")
+    assert exe is not None
+    server = _spawn("distribution", workdir, port, [*_pin(cpus), exe, "serve", str(config)])
+    server.wait_ready("/v2/")
+    return server
+
+
+def start_nginx(workdir: Path, root: Path, cpus: str | None, workers: int = 1) -> Server:
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    for sub in ("logs", "tmp"):
+        (workdir / sub).mkdir(exist_ok=True)
+    config = workdir / "nginx.conf"
+    config.write_text(
+        f"""user root;
+worker_processes {workers};
+daemon off;
+pid {workdir}/nginx.pid;
+error_log {workdir}/logs/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    client_body_temp_path {workdir}/tmp/body;
+    proxy_temp_path {workdir}/tmp/proxy;
+    fastcgi_temp_path {workdir}/tmp/fastcgi;
+    uwsgi_temp_path {workdir}/tmp/uwsgi;
+    scgi_temp_path {workdir}/tmp/scgi;
+    default_type application/octet-stream;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+        location / {{ }}
+    }}
+}}
+"""
+    )
+    exe = find_binary("nginx")
+    assert exe is not None
+    server = _spawn(
+        "nginx", workdir, port, [*_pin(cpus), exe, "-p", str(workdir), "-c", str(config)]
+    )
+    server.wait_ready("/")
+    return server

@@ -1,0 +1,327 @@
+"""Deterministic blobs, seeding them into each target, and the operations a run repeats.
+
+registryd is spoken to through the v1 API (PUT json, PUT layer, PUT checksum),
+distribution through v2 (monolithic upload; POST + PATCH + PUT for streamed
+ones), nginx through files in its root. Push bodies are unique per push (a
+counter in the last bytes, or in every 1 MiB block of a streamed one) so no
+store can deduplicate them, and are generated while sent, never held whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from bench.loadgen import Connection, HttpError, Operation, Response
+
+MiB = 1024 * 1024
+SEND_CHUNK_BYTES = MiB
+REPOSITORY = "bench/app"
+MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
+
+
+def blob_bytes(label: str, size: int) -> bytes:
+    return random.Random(label).randbytes(size)
+
+
+def image_id(label: str) -> str:
+    return hashlib.sha256(label.encode()).hexdigest()
+
+
+def image_json(iid: str) -> bytes:
+    return json.dumps({"id": iid, "created": "2014-06-01T00:00:00Z"}).encode()
+
+
+@dataclass(frozen=True)
+class Blob:
+    label: str
+    size: int
+    digest_hex: str
+    image_id: str
+
+    def path(self, target: str) -> str:
+        if target == "registryd":
+            return f"/v1/images/{self.image_id}/layer"
+        if target == "distribution":
+            return f"/v2/{REPOSITORY}/blobs/sha256:{self.digest_hex}"
+        return f"/blobs/{self.digest_hex}"
+
+
+def _check(resp: Response, *expected: int) -> Response:
+    if resp.status not in expected:
+        raise HttpError(f"HTTP {resp.status}: {resp.body[:200]!r}")
+    return resp
+
+
+async def _chunks(data: bytes | memoryview) -> AsyncIterator[bytes | memoryview]:
+    view = memoryview(data)
+    for start in range(0, len(view), SEND_CHUNK_BYTES):
+        yield view[start : start + SEND_CHUNK_BYTES]
+
+
+def _location(resp: Response) -> str:
+    parts = urlsplit(resp.headers["location"])
+    return parts.path + ("?" + parts.query if parts.query else "")
+
+
+async def v1_push(
+    conn: Connection,
+    iid: str,
+    layer: bytes | memoryview,
+    size: int,
+    body: AsyncIterator[bytes | memoryview] | None = None,
+    payload: hashlib._Hash | None = None,
+) -> None:
+    """PUT json, PUT layer, PUT checksum (v1 spec §5.2-§5.4)."""
+    body_json = image_json(iid)
+    _check(await conn.request("PUT", f"/v1/images/{iid}/json", body=body_json, keep_body=True), 200)
+    if payload is None:
+        payload = hashlib.sha256(body_json + b"\n")
+        payload.update(layer)
+    _check(
+        await conn.request(
+            "PUT",
+            f"/v1/images/{iid}/layer",
+            body=body or _chunks(layer),
+            body_bytes=size,
+            keep_body=True,
+        ),
+        200,
+    )
+    checksum = {"X-Docker-Checksum-Payload": "sha256:" + payload.hexdigest()}
+    _check(
+        await conn.request("PUT", f"/v1/images/{iid}/checksum", headers=checksum, keep_body=True),
+        200,
+    )
+
+
+async def v2_push_monolithic(conn: Connection, digest_hex: str, layer: bytes | memoryview) -> None:
+    resp = _check(await conn.request("POST", f"/v2/{REPOSITORY}/blobs/uploads/", body=b""), 202)
+    sep = "&" if "?" in _location(resp) else "?"
+    url = f"{_location(resp)}{sep}digest=sha256:{digest_hex}"
+    _check(await conn.request("PUT", url, body=_chunks(layer), body_bytes=len(layer)), 201)
+
+
+async def seed_registryd(conn: Connection, blobs: list[Blob]) -> None:
+    for blob in blobs:
+        layer = blob_bytes(blob.label, blob.size)
+        resp = await conn.request("GET", f"/v1/images/{blob.image_id}/json")
+        if resp.status != 200:
+            await v1_push(conn, blob.image_id, layer, len(layer))
+    top = blobs[0].image_id
+    _check(
+        await conn.request(
+            "PUT", f"/v1/repositories/{REPOSITORY}/tags/latest", body=json.dumps(top).encode()
+        ),
+        200,
+    )
+
+
+async def seed_distribution(conn: Connection, blobs: list[Blob]) -> None:
+    for blob in blobs:
+        await v2_push_monolithic(conn, blob.digest_hex, blob_bytes(blob.label, blob.size))
+    config = json.dumps(
+        {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}
+    ).encode()
+    config_hex = hashlib.sha256(config).hexdigest()
+    await v2_push_monolithic(conn, config_hex, config)
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_V2,
+            "config": {
+                "mediaType": "application/vnd.docker.container.image.v1+json",
+                "size": len(config),
+                "digest": f"sha256:{config_hex}",
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                    "size": blobs[0].size,
+                    "digest": f"sha256:{blobs[0].digest_hex}",
+                }
+            ],
+        }
+    ).encode()
+    _check(
+        await conn.request(
+            "PUT",
+            f"/v2/{REPOSITORY}/manifests/latest",
+            body=manifest,
+            headers={"Content-Type": MANIFEST_V2},
+        ),
+        201,
+    )
+
+
+def seed_files(root: Path, blobs: list[Blob]) -> None:
+    (root / "blobs").mkdir(parents=True, exist_ok=True)
+    for blob in blobs:
+        path = root / "blobs" / blob.digest_hex
+        if not path.exists():
+            path.write_bytes(blob_bytes(blob.label, blob.size))
+
+
+def make_blob(label: str, size: int) -> Blob:
+    return Blob(label, size, hashlib.sha256(blob_bytes(label, size)).hexdigest(), image_id(label))
+
+
+# Operations -------------------------------------------------------------------
+
+
+def pulls(target: str, blobs: list[Blob]) -> Iterator[Operation]:
+    """GET each blob in turn, forever; each operation returns the body bytes received."""
+    n = 0
+    while True:
+        path = blobs[n % len(blobs)].path(target)
+        n += 1
+
+        async def pull(conn: Connection, path: str = path) -> int:
+            return _check(await conn.request("GET", path), 200).body_bytes
+
+        yield pull
+
+
+def metadata_reads(target: str, blob: Blob, kind: str) -> Iterator[Operation]:
+    if target == "registryd":
+        path = {
+            "json": f"/v1/images/{blob.image_id}/json",
+            "ancestry": f"/v1/images/{blob.image_id}/ancestry",
+            "tags": f"/v1/repositories/{REPOSITORY}/tags",
+        }[kind]
+        headers = {}
+    else:
+        path, headers = f"/v2/{REPOSITORY}/manifests/latest", {"Accept": MANIFEST_V2}
+
+    async def read(conn: Connection) -> int:
+        return _check(await conn.request("GET", path, headers=headers), 200).body_bytes
+
+    while True:
+        yield read
+
+
+class UniqueLayers:
+    """16 MiB-style push bodies: one shared buffer whose last 16 bytes make each unique."""
+
+    def __init__(self, size: int, nonce: str) -> None:
+        self.base = blob_bytes("push-base", size)
+        self.prefix = memoryview(self.base)[:-16]
+        self._prefix_hash = hashlib.sha256(self.prefix)
+        self.nonce = nonce
+        self.size = size
+
+    def suffix(self, n: int) -> bytes:
+        return hashlib.sha256(f"{self.nonce}-{n}".encode()).digest()[:16]
+
+    async def body(self, n: int) -> AsyncIterator[bytes | memoryview]:
+        async for chunk in _chunks(self.prefix):
+            yield chunk
+        yield self.suffix(n)
+
+    def digest_hex(self, n: int) -> str:
+        digest = self._prefix_hash.copy()
+        digest.update(self.suffix(n))
+        return digest.hexdigest()
+
+
+def pushes(target: str, layers: UniqueLayers, label: str) -> Iterator[Operation]:
+    n = 0
+    while True:
+        n += 1
+
+        async def push(conn: Connection, n: int = n) -> int:
+            if target == "registryd":
+                iid = image_id(f"{layers.nonce}-{label}-{n}")
+                payload = hashlib.sha256(image_json(iid) + b"\n")
+                payload.update(layers.prefix)
+                payload.update(layers.suffix(n))
+                await v1_push(conn, iid, b"", layers.size, body=layers.body(n), payload=payload)
+            else:
+                resp = _check(
+                    await conn.request("POST", f"/v2/{REPOSITORY}/blobs/uploads/", body=b""), 202
+                )
+                sep = "&" if "?" in _location(resp) else "?"
+                url = f"{_location(resp)}{sep}digest=sha256:{layers.digest_hex(n)}"
+                _check(
+                    await conn.request("PUT", url, body=layers.body(n), body_bytes=layers.size), 201
+                )
+            return layers.size
+
+        yield push
+
+
+class StreamedLayer:
+    """A large layer generated 1 MiB block at a time (block i carries (n, i)), hashed as sent."""
+
+    def __init__(self, size: int, n: int, nonce: str) -> None:
+        self.size, self.n, self.nonce = size, n, nonce
+        self.block = blob_bytes("big-base", MiB)
+
+    async def body(self, *hashes: hashlib._Hash) -> AsyncIterator[bytes | memoryview]:
+        for i in range(self.size // MiB):
+            chunk = f"{self.nonce}:{self.n}:{i:08d}".encode().ljust(32) + self.block[32:]
+            for h in hashes:
+                h.update(chunk)
+            yield chunk
+
+
+def big_pushes(target: str, size: int, nonce: str, pushed: list[str]) -> Iterator[Operation]:
+    """Push distinct streamed layers; ``pushed`` collects the paths to pull them back."""
+    n = 0
+    while True:
+        n += 1
+
+        async def push(conn: Connection, n: int = n) -> int:
+            layer = StreamedLayer(size, n, nonce)
+            digest = hashlib.sha256()
+            if target == "registryd":
+                iid = image_id(f"{nonce}-big-{n}")
+                payload = hashlib.sha256(image_json(iid) + b"\n")
+                _check(
+                    await conn.request("PUT", f"/v1/images/{iid}/json", body=image_json(iid)), 200
+                )
+                _check(
+                    await conn.request(
+                        "PUT", f"/v1/images/{iid}/layer", body=layer.body(payload), body_bytes=size
+                    ),
+                    200,
+                )
+                checksum = {"X-Docker-Checksum-Payload": "sha256:" + payload.hexdigest()}
+                _check(
+                    await conn.request("PUT", f"/v1/images/{iid}/checksum", headers=checksum), 200
+                )
+                pushed.append(f"/v1/images/{iid}/layer")
+            else:
+                resp = _check(
+                    await conn.request("POST", f"/v2/{REPOSITORY}/blobs/uploads/", body=b""), 202
+                )
+                resp = _check(
+                    await conn.request(
+                        "PATCH", _location(resp), body=layer.body(digest), body_bytes=size
+                    ),
+                    202,
+                )
+                sep = "&" if "?" in _location(resp) else "?"
+                url = f"{_location(resp)}{sep}digest=sha256:{digest.hexdigest()}"
+                _check(await conn.request("PUT", url, body=b""), 201)
+                pushed.append(f"/v2/{REPOSITORY}/blobs/sha256:{digest.hexdigest()}")
+            return size
+
+        yield push
+
+
+def paths_pulls(paths: list[str]) -> Iterator[Operation]:
+    n = 0
+    while True:
+        path = paths[n % len(paths)]
+        n += 1
+
+        async def pull(conn: Connection, path: str = path) -> int:
+            return _check(await conn.request("GET", path), 200).body_bytes
+
+        yield pull

@@ -1,0 +1,123 @@
+"""``serve --workers N``: N server processes sharing one port through ``SO_REUSEPORT``.
+
+The parent owns what must exist once: the embedded PostgreSQL and the migrations
+(both done before this module is called) and the port, which it reserves with a
+bound, non-listening ``SO_REUSEPORT`` socket so that ``--port 0`` resolves to
+one number for every worker. Each worker is a forked process running its own
+event loop, pool and caches; the kernel spreads new connections across them.
+
+SIGTERM or SIGINT to the parent stops every worker gracefully, then the parent
+returns (and the caller stops PostgreSQL). A worker that dies on its own takes
+the others down and the parent exits 1: a supervisor restarts the whole set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import multiprocessing
+import multiprocessing.connection
+import signal
+import socket
+from collections.abc import Callable
+from multiprocessing.process import BaseProcess
+from types import FrameType
+
+from registryd.config import Settings
+
+log = logging.getLogger("registryd")
+
+# Beyond a worker's own drain (delay + timeout), how long it may take to unwind.
+STOP_GRACE_SECONDS = 15.0
+
+
+def reserve_port(host: str, port: int) -> socket.socket:
+    """A bound, non-listening SO_REUSEPORT socket holding ``host:port`` (0: any free port).
+
+    Only listening sockets receive connections, so it takes none away from the workers.
+    """
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def serve_workers(settings: Settings, run_worker: Callable[[Settings], int]) -> int:
+    """Fork ``settings.workers`` processes, each calling ``run_worker``; supervise them.
+
+    ``run_worker`` must listen with SO_REUSEPORT on ``settings.port``. Returns
+    0 after a requested stop, 1 when a worker died on its own. Blocks.
+    """
+    context = multiprocessing.get_context("fork")
+    with reserve_port(settings.host, settings.port) as reserved:
+        port: int = reserved.getsockname()[1]
+        worker_settings = dataclasses.replace(settings, port=port)
+        workers: list[BaseProcess] = [
+            context.Process(
+                target=_worker_main,
+                args=(run_worker, worker_settings),
+                name=f"registryd-worker-{n}",
+            )
+            for n in range(settings.workers)
+        ]
+        stopping = False
+
+        def request_stop(signum: int, frame: FrameType | None) -> None:
+            nonlocal stopping
+            stopping = True
+            for worker in workers:
+                if worker.is_alive():
+                    worker.terminate()  # SIGTERM: the worker's graceful shutdown
+
+        previous = {
+            sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            for worker in workers:
+                worker.start()
+            log.info(
+                "registryd serving on %s:%d with %d workers (pids %s)",
+                settings.host,
+                port,
+                len(workers),
+                ", ".join(str(w.pid) for w in workers),
+            )
+            died = _wait_for_first_exit(workers)
+            if not stopping:
+                log.error("worker %s exited with %s; stopping the others", died.pid, died.exitcode)
+                request_stop(signal.SIGTERM, None)
+                stopping = False
+            stop_timeout = (
+                settings.drain_delay_seconds + settings.drain_timeout_seconds + STOP_GRACE_SECONDS
+            )
+            for worker in workers:
+                worker.join(stop_timeout)
+                if worker.is_alive():
+                    log.warning("worker %s did not stop in time; killing it", worker.pid)
+                    worker.kill()
+                    worker.join()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    return 0 if stopping else 1
+
+
+def _wait_for_first_exit(workers: list[BaseProcess]) -> BaseProcess:
+    by_sentinel = {worker.sentinel: worker for worker in workers}
+    ready = multiprocessing.connection.wait(list(by_sentinel))
+    return by_sentinel[ready[0]]  # type: ignore[index]
+
+
+def _worker_main(run_worker: Callable[[Settings], int], settings: Settings) -> None:
+    # The parent's handlers were inherited by the fork; the worker's loop installs its own.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+    raise SystemExit(run_worker(settings))

@@ -1,0 +1,50 @@
+"""A smoke run of ``python -m bench`` at tiny sizes, so it cannot rot. Speed is not checked."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _run_bench(out: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRYD_")}
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--smoke",
+            "--no-install",
+            "--targets",
+            "registryd",
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+
+
+async def test_bench_smoke_run_reports_every_section(tmp_path: Path) -> None:
+    out = tmp_path / "RESULTS.md"
+    result = await asyncio.to_thread(_run_bench, out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = out.read_text()
+    for section in (
+        "| pull |",
+        "| push |",
+        "| metadata |",
+        "| memory |",
+        "| unpinned, 2 workers |",
+    ):
+        assert section in report
+    assert " err)" not in report  # every request of the smoke run succeeded
