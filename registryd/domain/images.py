@@ -8,13 +8,14 @@ ImageBeingUploaded; writes to a complete one with ImageAlreadyExists.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 from registryd.db import queries
 from registryd.db.queries import ImageRow
-from registryd.digest import payload_checksum_hasher
+from registryd.digest import Sha256, payload_checksum_hasher
 from registryd.domain.services import Services
 from registryd.errors import (
     BlobUnknown,
@@ -32,7 +33,7 @@ from registryd.errors import (
     TarsumUnverifiable,
 )
 from registryd.names import ImageId, parse_image_id
-from registryd.storage.base import OpenBlob
+from registryd.storage.base import BlobWriter, OpenBlob
 
 
 def parse_image_json(image_id: ImageId, body: bytes) -> ImageId | None:
@@ -99,23 +100,36 @@ async def put_image_layer(svc: Services, image_id: ImageId, body: AsyncIterator[
     """
     image = await _fetch_uploading(svc, image_id)
     payload = payload_checksum_hasher(image.json)
-    async with svc.storage.writer(tee=payload) as writer:
+    writer = svc.storage.writer(tee=payload)
+    try:
         async for chunk in body:
             await writer.write(chunk)
-        digest = await writer.commit()
+    except BaseException:
+        await writer.cancel()
+        raise
+    # Commit and attach are one unit: a client that goes away or a drain that
+    # cancels the handler now cannot leave a stored blob that no image points to.
+    commit = asyncio.ensure_future(_commit_layer(svc, writer, image, payload))
+    if not await asyncio.shield(commit):
+        # The blob stays stored (it is valid content); only this attachment is void.
+        raise ImageChanged()
+
+
+async def _commit_layer(
+    svc: Services, writer: BlobWriter, image: ImageRow, payload: Sha256
+) -> bool:
+    """Make the layer durable and point the image at it; False if the image changed."""
+    digest = await writer.commit()
     async with svc.pool.acquire() as conn, conn.transaction():
         await queries.insert_blob(conn, digest, writer.size_bytes)
-        attached = await queries.set_image_layer(
+        return await queries.set_image_layer(
             conn,
-            image_id,
+            image.image_id,
             image.json_generation,
             digest,
             writer.size_bytes,
             str(payload.digest()),
         )
-    if not attached:
-        # The blob stays stored (it is valid content); only this attachment is void.
-        raise ImageChanged()
 
 
 async def put_image_checksum(
