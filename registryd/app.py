@@ -38,7 +38,12 @@ _MIN_PERIODIC_STALE_SECONDS = 300
 async def _sweep_stale_uploads(storage: FilesystemBackend, max_age_seconds: int) -> None:
     """Remove abandoned temp files at start-up, then periodically."""
     while True:
-        removed = await storage.remove_stale_uploads(max_age_seconds)
+        try:
+            removed = await storage.remove_stale_uploads(max_age_seconds)
+        except OSError:
+            # Keep sweeping later (the directory may come back, e.g. a remounted volume).
+            log.exception("sweeping stale upload files failed")
+            removed = 0
         if removed:
             log.info("removed %d stale upload file(s)", removed)
         max_age_seconds = max(max_age_seconds, _MIN_PERIODIC_STALE_SECONDS)

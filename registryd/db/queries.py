@@ -302,18 +302,23 @@ async def fetch_user(conn: Conn, username: str) -> UserRow | None:
 async def insert_user(
     conn: Conn, username: str, email: str | None, password_hash: str, is_admin: bool
 ) -> UserRow | None:
-    """Create a user; None when the username or e-mail address is taken."""
+    """Create a user; None when the username or e-mail address is taken.
+
+    Runs in its own (sub)transaction, so a conflict leaves a caller's transaction usable.
+    """
     try:
-        row = await conn.fetchrow(
-            """
-            INSERT INTO users (username, email, password_hash, is_admin) VALUES ($1, $2, $3, $4)
-            RETURNING *
-            """,
-            username,
-            email,
-            password_hash,
-            is_admin,
-        )
+        async with conn.transaction():
+            row = await conn.fetchrow(
+                """
+                INSERT INTO users (username, email, password_hash, is_admin)
+                VALUES ($1, $2, $3, $4)
+                RETURNING *
+                """,
+                username,
+                email,
+                password_hash,
+                is_admin,
+            )
     except asyncpg.UniqueViolationError:
         return None
     assert row is not None
@@ -330,19 +335,20 @@ async def update_user(
 ) -> bool:
     """Change the given fields; False when the e-mail is taken by another account."""
     try:
-        await conn.execute(
-            """
-            UPDATE users SET email = COALESCE($2, email),
-                             password_hash = COALESCE($3, password_hash),
-                             is_admin = COALESCE($4, is_admin),
-                             updated_at = now()
-            WHERE username = $1
-            """,
-            username,
-            email,
-            password_hash,
-            is_admin,
-        )
+        async with conn.transaction():  # a savepoint inside a caller's transaction
+            await conn.execute(
+                """
+                UPDATE users SET email = COALESCE($2, email),
+                                 password_hash = COALESCE($3, password_hash),
+                                 is_admin = COALESCE($4, is_admin),
+                                 updated_at = now()
+                WHERE username = $1
+                """,
+                username,
+                email,
+                password_hash,
+                is_admin,
+            )
     except asyncpg.UniqueViolationError:
         return False
     return True

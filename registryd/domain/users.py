@@ -119,10 +119,11 @@ async def ensure_user(
     email = validate_email(email)
     password_hash = await hash_password(validate_password(password))
     async with svc.pool.acquire() as conn, conn.transaction():
-        if await queries.fetch_user(conn, username) is None:
-            if await queries.insert_user(conn, username, email, password_hash, is_admin) is None:
-                raise UserExists()
+        # Insert first: several workers bootstrapping the same admin at once must not fail.
+        if await queries.insert_user(conn, username, email, password_hash, is_admin) is not None:
             return True
+        if await queries.fetch_user(conn, username) is None:
+            raise UserExists()  # the e-mail address belongs to another account
         if not await queries.update_user(
             conn, username, email=email, password_hash=password_hash, is_admin=is_admin
         ):

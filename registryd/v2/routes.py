@@ -34,7 +34,11 @@ async def _expire_uploads_periodically(app: web.Application) -> AsyncIterator[No
     async def run() -> None:
         while True:
             await asyncio.sleep(period)
-            await expire()
+            try:
+                await expire()
+            except Exception:
+                # A database or storage hiccup must not end expiry for the process's lifetime.
+                log.exception("expiring upload sessions failed")
 
     await expire()  # at start-up, before serving
     task = asyncio.create_task(run())
