@@ -304,3 +304,15 @@ async def test_basic_credentials_work_on_registry_calls(client: Client, alice: D
         assert await resp.read() == images[1].layer
     resp = await client.get("/v1/repositories/alice/app/tags", headers=alice.basic)
     assert await resp.json() == {"latest": images[2].image_id}
+
+
+async def test_curl_style_push_with_basic_everywhere(client: Client, alice: DockerV1) -> None:
+    """The README's curl walk-through with tokens on: declare, then Basic on every call."""
+    (image,) = chain("curl")[:1]
+    resp = await client.put(
+        "/v1/repositories/alice/app/", json=[{"id": image.image_id}], headers=alice.basic
+    )
+    assert resp.status == 200
+    registry = V1Client(client, alice.basic["Authorization"])
+    await registry.push("alice/app", "latest", [image])
+    assert await registry.pull("alice/app", "latest") == [(image.image_id, image.json, image.layer)]
