@@ -40,20 +40,20 @@ class Skopeo:
             "REGISTRY_AUTH_FILE": str(self.home / "auth.json"),
             "TMPDIR": str(self.home),
         }
-        proc = await asyncio.create_subprocess_exec(
-            self.executable,
-            "--insecure-policy",
-            *args,
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(proc.communicate(), 300)
-        assert proc.returncode is not None
-        result = Result(proc.returncode, out.decode(), err.decode())
-        if check:
-            assert result.returncode == 0, f"skopeo {' '.join(args)} failed:\n{result.stderr}"
-        return result
+        return await run_tool([self.executable, "--insecure-policy", *args], env, check=check)
+
+
+async def run_tool(argv: list[str], env: dict[str, str] | None, *, check: bool = True) -> Result:
+    """Run a client to completion (at most 5 minutes); with ``check``, fail on non-zero exit."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 300)
+    assert proc.returncode is not None
+    result = Result(proc.returncode, out.decode(), err.decode())
+    if check:
+        assert result.returncode == 0, f"{' '.join(argv)} failed:\n{result.stderr}"
+    return result
 
 
 def _tool(name: str) -> str:

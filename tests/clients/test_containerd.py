@@ -20,7 +20,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.clients.conftest import Registry, Result, Skopeo, StartRegistry
+from tests.clients.conftest import Registry, Result, Skopeo, StartRegistry, run_tool
 from tests.support import oci_layout as oci
 from tests.support.docker_v1 import DockerV1, basic
 
@@ -32,22 +32,8 @@ class Ctr:
     socket: Path
 
     async def __call__(self, *args: str, check: bool = True) -> Result:
-        proc = await asyncio.create_subprocess_exec(
-            "ctr",
-            "--address",
-            str(self.socket),
-            "--namespace",
-            NAMESPACE,
-            *args,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(proc.communicate(), 300)
-        assert proc.returncode is not None
-        result = Result(proc.returncode, out.decode(), err.decode())
-        if check:
-            assert result.returncode == 0, f"ctr {' '.join(args)} failed:\n{result.stderr}"
-        return result
+        argv = ["ctr", "--address", str(self.socket), "--namespace", NAMESPACE, *args]
+        return await run_tool(argv, None, check=check)
 
     async def pull(self, ref: str, *extra: str, check: bool = True) -> Result:
         # The native snapshotter unpacks without overlayfs, which a sandbox may lack.

@@ -26,6 +26,23 @@ def serve_argv() -> list[str]:
     return [str(script), *SERVE_COMMAND[1:]]
 
 
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``registryd ARGS`` to completion with only ``env``'s REGISTRYD_* settings. Blocks."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRYD_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [serve_argv()[0], *args],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        env=full_env,
+        timeout=120,
+        check=False,
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from registryd.db.embedded import database_url as url_of_database
 from registryd.db.migrate import apply_migrations
 from registryd.storage import paths
 from tests.ops.test_endpoints import value
-from tests.process.conftest import Launcher, ServerProcess, serve_argv
+from tests.process.conftest import Launcher, ServerProcess, run_cli
 from tests.support.images import make_image, random_bytes
 from tests.support.v1client import V1Client
 
@@ -286,24 +285,11 @@ async def test_sigterm_cancels_an_upload_past_the_drain_timeout_cleanly(
     print(f"\nupload cancelled by the drain; exit {exited:.2f}s after SIGTERM ({drained})")
 
 
-def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRYD_")}
-    full_env.update(env or {})
-    return subprocess.run(
-        [*serve_argv()[:1], *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=60,
-        check=False,
-    )
-
-
 async def test_config_check_prints_the_effective_configuration_masked(tmp_path: Path) -> None:
     config = tmp_path / "registryd.toml"
     config.write_text('port = 6001\ntoken_secret = "' + "s" * 40 + '"\n')
     result = await asyncio.to_thread(
-        _cli,
+        run_cli,
         "config",
         "check",
         "--config",
@@ -336,7 +322,7 @@ async def test_config_errors_stop_start_up_naming_the_setting(tmp_path: Path) ->
         (("config", "check", "--drain-delay-seconds", "x"), {}, "--drain-delay-seconds"),
     ]
     for args, env, named in cases:
-        result = await asyncio.to_thread(_cli, *args, env=env)
+        result = await asyncio.to_thread(run_cli, *args, env=env)
         assert result.returncode == 2, (args, result.stderr)
         assert named in result.stderr
         assert "configuration error" in result.stderr

@@ -5,10 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -16,7 +13,7 @@ import asyncpg
 
 from registryd.db.migrate import load_migrations
 from registryd.storage import paths
-from tests.process.conftest import Launcher
+from tests.process.conftest import Launcher, run_cli
 from tests.support.images import make_image, random_bytes
 from tests.support.v1client import V1Client
 
@@ -141,39 +138,23 @@ async def test_large_layer_push_and_pull_with_flat_memory(
     assert await asyncio.to_thread(server.stop) == 0
 
 
-def _run_cli(
-    *args: str, env: dict[str, str] | None = None, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRYD_")}
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "registryd", *args],
-        capture_output=True,
-        text=True,
-        input=stdin,
-        env=full_env,
-        timeout=120,
-        check=False,
-    )
-
-
 async def test_bad_settings_stop_startup_naming_the_setting(tmp_path: Path) -> None:
     for env, name in [
         ({"REGISTRYD_PORT": "http"}, "REGISTRYD_PORT"),
         ({"REGISTRYD_MAX_LAYER_BYTES": "lots"}, "REGISTRYD_MAX_LAYER_BYTES"),
         ({"REGISTRYD_DATABASE_URL": "mysql://x"}, "REGISTRYD_DATABASE_URL"),
     ]:
-        result = await asyncio.to_thread(_run_cli, "serve", "--data-dir", str(tmp_path), env=env)
+        result = await asyncio.to_thread(run_cli, "serve", "--data-dir", str(tmp_path), env=env)
         assert result.returncode == 2
         assert name in result.stderr
-    result = await asyncio.to_thread(_run_cli, "serve", "--port", "99999")
+    result = await asyncio.to_thread(run_cli, "serve", "--port", "99999")
     assert result.returncode == 2
     assert "--port" in result.stderr
 
 
 async def test_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:
     result = await asyncio.to_thread(
-        _run_cli,
+        run_cli,
         "migrate",
         env={"REGISTRYD_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"},
     )
@@ -188,13 +169,13 @@ async def test_migrate_command(database_url: str) -> None:
     finally:
         await conn.close()
     result = await asyncio.to_thread(
-        _run_cli, "migrate", env={"REGISTRYD_DATABASE_URL": database_url}
+        run_cli, "migrate", env={"REGISTRYD_DATABASE_URL": database_url}
     )
     assert result.returncode == 0, result.stderr
     count = len(await asyncio.to_thread(load_migrations))
     assert f"applied {count} migration(s)" in result.stdout
     result = await asyncio.to_thread(
-        _run_cli, "migrate", env={"REGISTRYD_DATABASE_URL": database_url}
+        run_cli, "migrate", env={"REGISTRYD_DATABASE_URL": database_url}
     )
     assert "applied 0 migration(s)" in result.stdout
 
@@ -202,15 +183,15 @@ async def test_migrate_command(database_url: str) -> None:
 async def test_create_user_command(database_url: str) -> None:
     env = {"REGISTRYD_DATABASE_URL": database_url}
     result = await asyncio.to_thread(
-        _run_cli, "create-user", "ops_admin", "--admin", env=env, stdin="s3cret-pass\n"
+        run_cli, "create-user", "ops_admin", "--admin", env=env, stdin="s3cret-pass\n"
     )
     assert result.returncode == 0, result.stderr
     assert "user ops_admin created" in result.stdout
     result = await asyncio.to_thread(
-        _run_cli, "create-user", "ops_admin", env=env, stdin="another-pass\n"
+        run_cli, "create-user", "ops_admin", env=env, stdin="another-pass\n"
     )
     assert "user ops_admin updated" in result.stdout
-    result = await asyncio.to_thread(_run_cli, "create-user", "x", env=env, stdin="s3cret-pass\n")
+    result = await asyncio.to_thread(run_cli, "create-user", "x", env=env, stdin="s3cret-pass\n")
     assert result.returncode == 1
     assert "Username must be" in result.stderr
     conn = await asyncpg.connect(database_url)
