@@ -376,7 +376,10 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.out:
         args.out.write_text(text)
-    return 0
+    failed = [p for p in bench.points if p.failed]
+    for point in failed:
+        print(f"FAILED requests in: {report.progress(point)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

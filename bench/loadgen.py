@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import cast
@@ -167,21 +168,37 @@ class Connection:
         lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         response = protocol.expect(keep_body, no_body=method == "HEAD")
-        protocol.transport.write(head)
-        if isinstance(body, bytes | memoryview):
-            protocol.transport.write(body)
-        elif body is not None:
-            async for chunk in body:
-                protocol.transport.write(chunk)
-                await protocol.drain()
-        result = await response
+        try:
+            protocol.transport.write(head)
+            if isinstance(body, bytes | memoryview):
+                protocol.transport.write(body)
+            elif body is not None:
+                async for chunk in body:
+                    if response.done():
+                        # Answered before the body was sent (an error): the rest
+                        # of it would be read as the next request.
+                        self.close()
+                        break
+                    protocol.transport.write(chunk)
+                    await protocol.drain()
+            result = await response
+        except BaseException:
+            self.close()  # the stream is in an unknown state: never reuse it
+            raise
         if result.headers.get("connection", "").lower() == "close":
-            protocol.transport.close()
+            self.close()
         return result
 
     def close(self) -> None:
+        """Close the connection; the next request opens a new one.
+
+        The protocol is dropped at once: ``transport.close()`` only schedules
+        ``connection_lost``, and a request written to the closing transport in
+        the meantime would fail with "connection lost".
+        """
         if self._protocol is not None and self._protocol.transport is not None:
             self._protocol.transport.close()
+        self._protocol = None
 
 
 @dataclass
@@ -191,6 +208,7 @@ class RunResult:
     errors: int = 0
     seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
+    error_kinds: Counter[str] = field(default_factory=Counter)  # "ConnectionResetError: ..."
 
 
 # One operation (a pull, a push of several requests...): returns the bytes it moved.
@@ -223,8 +241,9 @@ async def run_load(
                 t0 = time.perf_counter()
                 try:
                     moved = await operation(conn)
-                except (OSError, HttpError):
+                except (OSError, HttpError) as exc:
                     result.errors += 1
+                    result.error_kinds[f"{type(exc).__name__}: {exc}"[:160]] += 1
                     conn.close()
                     continue
                 result.latencies.append(time.perf_counter() - t0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+from collections import Counter
 from dataclasses import dataclass, field
 
 from bench.loadgen import RunResult
@@ -43,6 +44,20 @@ class Point:
             return None
         return statistics.median(self.value(s) for s in samples)
 
+    def errors(self, target: str) -> int:
+        return sum(s.result.errors for s in self.samples.get(target, []))
+
+    def error_kinds(self, target: str) -> Counter[str]:
+        kinds: Counter[str] = Counter()
+        for sample in self.samples.get(target, []):
+            kinds.update(sample.result.error_kinds)
+        return kinds
+
+    @property
+    def failed(self) -> bool:
+        """Whether any request of any target failed: then no number of the point is valid."""
+        return any(self.errors(t) for t in self.samples)
+
     def ratio(self, reference: str) -> float | None:
         ours, theirs = self.median("registryd"), self.median(reference)
         if ours is None or not theirs:
@@ -64,17 +79,34 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def _ratio(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}x"
+def _ratio(point: Point, reference: str) -> str:
+    value = point.ratio(reference)
+    if value is None:
+        return "-"
+    if point.errors("registryd") or point.errors(reference):
+        return f"INVALID ({value:.2f}x over failed requests)"
+    return f"{value:.2f}x"
+
+
+def _errors(point: Point, target: str) -> str:
+    errors = point.errors(target)
+    return f" **({errors} FAILED)**" if errors else ""
 
 
 def progress(point: Point) -> str:
-    parts = [f"{t} {m:.0f}" for t in point.samples if (m := point.median(t)) is not None]
-    return (
+    parts = [
+        f"{t} {m:.0f}{f' ({point.errors(t)} FAILED)' if point.errors(t) else ''}"
+        for t in point.samples
+        if (m := point.median(t)) is not None
+    ]
+    lines = [
         f"[{point.section}] {point.label} c={point.concurrency}: {', '.join(parts)} "
-        f"{point.unit}; /dist {_ratio(point.ratio('distribution'))}, "
-        f"/nginx {_ratio(point.ratio('nginx'))}"
-    )
+        f"{point.unit}; /dist {_ratio(point, 'distribution')}, /nginx {_ratio(point, 'nginx')}"
+    ]
+    for target in point.samples:
+        for kind, count in point.error_kinds(target).most_common(5):
+            lines.append(f"  FAILED {target}: {count} x {kind}")
+    return "\n".join(lines)
 
 
 def _detail_rows(point: Point) -> list[str]:
@@ -82,7 +114,6 @@ def _detail_rows(point: Point) -> list[str]:
     for target, samples in point.samples.items():
         values = [point.value(s) for s in samples]
         latencies = [lat for s in samples for lat in s.result.latencies]
-        errors = sum(s.result.errors for s in samples)
         rows.append(
             f"| {point.section} | {point.label} | {point.concurrency} | {target} "
             f"| {min(values):.0f} / {statistics.median(values):.0f} "
@@ -94,7 +125,7 @@ def _detail_rows(point: Point) -> list[str]:
             f"| {statistics.median(s.server_cpu for s in samples) * 100:.0f}% "
             f"| {max(s.peak_rss_bytes for s in samples) / 1024**2:.0f} "
             f"| {statistics.median(s.client_cpu for s in samples) * 100:.0f}% "
-            f"| {sum(s.result.requests for s in samples)}{f' ({errors} err)' if errors else ''} |"
+            f"| {sum(s.result.requests for s in samples)}{_errors(point, target)} |"
         )
     return rows
 
@@ -115,6 +146,14 @@ def render(
     ]
     if wrk:
         lines.append(f"- Load generator cross-check with wrk (8 KiB reads): {wrk}")
+    failed = [p for p in points if p.failed]
+    if failed:
+        lines.append(
+            f"- **{len(failed)} point(s) had failed requests; their numbers and ratios are "
+            "not valid (see Failures).**"
+        )
+    else:
+        lines.append("- Every request of every point succeeded.")
     lines += [
         "",
         "## Ratios (median of runs)",
@@ -124,11 +163,14 @@ def render(
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for p in points:
-        cells = [p.median(t) for t in ("registryd", *REFERENCES)]
-        shown = ["-" if v is None else f"{v:.0f} {p.unit}" for v in cells]
+        targets = ("registryd", *REFERENCES)
+        shown = [
+            "-" if (v := p.median(t)) is None else f"{v:.0f} {p.unit}{_errors(p, t)}"
+            for t in targets
+        ]
         lines.append(
             f"| {p.section} | {p.label} | {p.concurrency} | {' | '.join(shown)} "
-            f"| {_ratio(p.ratio('distribution'))} | {_ratio(p.ratio('nginx'))} |"
+            f"| {_ratio(p, 'distribution')} | {_ratio(p, 'nginx')} |"
         )
     lines += [
         "",
@@ -145,4 +187,14 @@ def render(
     ]
     for p in points:
         lines += _detail_rows(p)
+    if failed:
+        lines += ["", "## Failures", "", "| section | point | c | target | failures |"]
+        lines.append("|---|---|---:|---|---|")
+        for p in failed:
+            for target in p.samples:
+                kinds = "; ".join(f"{n} x {k}" for k, n in p.error_kinds(target).most_common(5))
+                if kinds:
+                    lines.append(
+                        f"| {p.section} | {p.label} | {p.concurrency} | {target} | {kinds} |"
+                    )
     return "\n".join(lines) + "\n"

@@ -10,6 +10,7 @@ store can deduplicate them, and are generated while sent, never held whole.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import random
 from collections.abc import AsyncIterator, Iterator
@@ -206,7 +207,11 @@ def metadata_reads(target: str, blob: Blob, kind: str) -> Iterator[Operation]:
 
 
 class UniqueLayers:
-    """16 MiB-style push bodies: one shared buffer whose last 16 bytes make each unique."""
+    """16 MiB-style push bodies: one shared buffer whose last 16 bytes make each unique.
+
+    ``next_number`` never repeats for one instance, across every run that
+    shares it, so a repeated point cannot push an image id that already exists.
+    """
 
     def __init__(self, size: int, nonce: str) -> None:
         self.base = blob_bytes("push-base", size)
@@ -214,6 +219,10 @@ class UniqueLayers:
         self._prefix_hash = hashlib.sha256(self.prefix)
         self.nonce = nonce
         self.size = size
+        self._numbers = itertools.count(1)
+
+    def next_number(self) -> int:
+        return next(self._numbers)
 
     def suffix(self, n: int) -> bytes:
         return hashlib.sha256(f"{self.nonce}-{n}".encode()).digest()[:16]
@@ -230,9 +239,8 @@ class UniqueLayers:
 
 
 def pushes(target: str, layers: UniqueLayers, label: str) -> Iterator[Operation]:
-    n = 0
     while True:
-        n += 1
+        n = layers.next_number()
 
         async def push(conn: Connection, n: int = n) -> int:
             if target == "registryd":
@@ -271,7 +279,10 @@ class StreamedLayer:
 
 
 def big_pushes(target: str, size: int, nonce: str, pushed: list[str]) -> Iterator[Operation]:
-    """Push distinct streamed layers; ``pushed`` collects the paths to pull them back."""
+    """Push distinct streamed layers; ``pushed`` collects the paths to pull them back.
+
+    Call it once per ``nonce`` and server: the numbers restart at 1.
+    """
     n = 0
     while True:
         n += 1
