@@ -90,7 +90,9 @@ async def _fetch_uploading(svc: Services, image_id: ImageId) -> ImageRow:
     return image
 
 
-async def put_image_layer(svc: Services, image_id: ImageId, body: AsyncIterator[bytes]) -> None:
+async def put_image_layer(
+    svc: Services, image_id: ImageId, body: AsyncIterator[bytes | memoryview]
+) -> None:
     """Stream ``body`` into the blob store and attach it to the uploading image.
 
     The payload checksum (§7.1) is computed in the same pass as the blob's

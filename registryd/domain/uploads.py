@@ -128,7 +128,10 @@ async def _forget(svc: Services, upload_id: str) -> None:
 
 
 async def _append(
-    svc: Services, claim: _Claim, body: AsyncIterator[bytes], chunk_range: ChunkRange | None
+    svc: Services,
+    claim: _Claim,
+    body: AsyncIterator[bytes | memoryview],
+    chunk_range: ChunkRange | None,
 ) -> int:
     """Append ``body`` at the session's end; return the new size. Runs under a claim."""
     if chunk_range is not None and chunk_range.start != claim.size_bytes:
@@ -158,7 +161,7 @@ async def append_chunk(
     svc: Services,
     name: RepositoryName,
     upload_id: str,
-    body: AsyncIterator[bytes],
+    body: AsyncIterator[bytes | memoryview],
     chunk_range: ChunkRange | None,
 ) -> int:
     """PATCH (spec end-5): append a chunk, streamed or ranged; return the session's size.
@@ -185,7 +188,7 @@ async def complete_upload(
     name: RepositoryName,
     upload_id: str,
     digest: Digest,
-    body: AsyncIterator[bytes],
+    body: AsyncIterator[bytes | memoryview],
 ) -> None:
     """PUT ?digest= (spec end-6): append the final chunk, verify and store the blob.
 
@@ -215,7 +218,7 @@ async def complete_upload(
 
 
 async def upload_whole_blob(
-    svc: Services, name: RepositoryName, digest: Digest, body: AsyncIterator[bytes]
+    svc: Services, name: RepositoryName, digest: Digest, body: AsyncIterator[bytes | memoryview]
 ) -> None:
     """Single-POST monolithic upload (spec end-4b): a session opened and completed at once."""
     upload_id = await start_upload(svc, name)

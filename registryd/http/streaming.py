@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import mmap
 import os
 import re
 from collections.abc import AsyncIterator
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 # the executor hop are cheap per byte, small enough to keep memory flat.
 WRITE_CHUNK_BYTES = 1024 * 1024
 READ_CHUNK_BYTES = 1024 * 1024
+# Request body buffers this large come from mmap, not malloc (see _buffer).
+MAPPED_BUFFER_BYTES = 256 * 1024
 
 
 def _check_declared_length(request: web.Request, max_bytes: int) -> None:
@@ -32,39 +35,75 @@ def _check_declared_length(request: web.Request, max_bytes: int) -> None:
         raise BodyTooLarge(max_bytes)
 
 
-async def body_chunks(request: web.Request, max_bytes: int) -> AsyncIterator[bytes]:
-    """Yield the request body in chunks of about WRITE_CHUNK_BYTES.
+def _buffer(size: int) -> bytearray | mmap.mmap:
+    """A writable buffer; chunk-sized ones are mapped straight from the kernel.
+
+    From malloc, MiB-sized buffers end up in the main heap (glibc raises its
+    mmap threshold after the first one is freed), where fragmentation keeps
+    them resident long after the uploads are gone. A private mapping is
+    returned to the kernel as soon as the last view of it is released.
+    """
+    if size < MAPPED_BUFFER_BYTES:
+        return bytearray(size)
+    return mmap.mmap(-1, size)
+
+
+async def body_chunks(request: web.Request, max_bytes: int) -> AsyncIterator[memoryview]:
+    """Yield the request body in chunks of WRITE_CHUNK_BYTES (the last one shorter).
+
+    Every chunk is a view of one buffer per request that is refilled for the
+    next chunk: use it (hash, write) before asking for the next one and never
+    keep it. One buffer, no per-chunk allocation or copy out, is what keeps an
+    upload's memory flat and the allocator from fragmenting.
 
     ``max_bytes`` (0: unlimited) is enforced before reading, from
     Content-Length, and again while reading, for chunked bodies. Raises
     BodyTooLarge, or BodyIncomplete when the client goes away mid-body.
     """
     _check_declared_length(request, max_bytes)
-    buffer = bytearray()
+    if not request.can_read_body:
+        return
+    declared = request.content_length
+    # A small body (JSON, a tag) gets a buffer of its own size, not a whole chunk.
+    chunk = memoryview(
+        _buffer(WRITE_CHUNK_BYTES if declared is None else min(declared, WRITE_CHUNK_BYTES))
+    )
+    filled = 0
     total = 0
     try:
         while True:
-            data = await request.content.readany()
+            # One buffered piece at a time: readany() would first join everything
+            # buffered into a new bytes object, a copy of up to ~1 MiB per call.
+            data, end_of_http_chunk = await request.content.readchunk()
             if not data:
+                if end_of_http_chunk:
+                    continue  # a chunk boundary of Transfer-Encoding: chunked
                 break
             total += len(data)
             if max_bytes and total > max_bytes:
                 raise BodyTooLarge(max_bytes)
-            buffer += data
-            if len(buffer) >= WRITE_CHUNK_BYTES:
-                yield bytes(buffer)
-                buffer.clear()
+            if declared is not None and total > declared:
+                raise BodyIncomplete()  # aiohttp never gives more; guards the buffer size
+            received = memoryview(data)
+            while received:
+                take = min(len(received), len(chunk) - filled)
+                chunk[filled : filled + take] = received[:take]
+                filled += take
+                received = received[take:]
+                if filled == len(chunk):
+                    yield chunk
+                    filled = 0
     except (ClientPayloadError, ConnectionError, asyncio.IncompleteReadError) as exc:
         raise BodyIncomplete() from exc
-    if request.content_length is not None and total != request.content_length:
+    if declared is not None and total != declared:
         raise BodyIncomplete()
-    if buffer:
-        yield bytes(buffer)
+    if filled:
+        yield chunk[:filled]
 
 
 async def read_body(request: web.Request, max_bytes: int) -> bytes:
     """The whole (small) body, at most ``max_bytes``; raise BodyTooLarge/BodyIncomplete."""
-    parts = [chunk async for chunk in body_chunks(request, max_bytes)]
+    parts = [bytes(chunk) async for chunk in body_chunks(request, max_bytes)]
     return b"".join(parts)
 
 

@@ -36,7 +36,7 @@ class ObservedWriter(FilesystemWriter):
         super().__init__(root, tee)
         self._metrics = metrics
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes | memoryview) -> None:
         with _counting_errors(self._metrics, "write"):
             await super().write(data)
 
@@ -76,7 +76,7 @@ class ObservedAppender(FilesystemAppender):
     def size_bytes(self) -> int:
         return self._inner.size_bytes
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes | memoryview) -> None:
         with _counting_errors(self._metrics, "write"):
             await self._inner.write(data)
 

@@ -18,7 +18,7 @@ class BlobWriter(Protocol):
     @property
     def size_bytes(self) -> int: ...
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes | memoryview) -> None:
         """Hash and append ``data``; file IO runs off the event loop."""
 
     async def commit(self, expected: Digest | None = None) -> Digest:
@@ -52,7 +52,7 @@ class UploadAppender(Protocol):
     def size_bytes(self) -> int:
         """The session's total size so far, this request's bytes included."""
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes | memoryview) -> None:
         """Append ``data`` (and feed the hasher); file IO runs off the event loop."""
 
     async def finish(self) -> int:

@@ -1,7 +1,8 @@
 """Filesystem backend: blobs as files under one root (layout in ``paths.py``).
 
 Every blocking call runs in the loop's default executor. Hashing happens in the
-same executor hop as the write, in whatever size the caller hands over.
+same executor hop as the write, in whatever size the caller hands over; a
+writer's second digest (``tee``) runs beside it on another thread.
 """
 
 from __future__ import annotations
@@ -61,24 +62,30 @@ class FilesystemWriter:
     def _open_sync(self) -> None:
         self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
 
-    def _write_sync(self, data: bytes) -> None:
+    def _write_sync(self, data: bytes | memoryview) -> None:
         if self._fd is None:
             self._open_sync()
         assert self._fd is not None
         self._hash.update(data)
-        if self._tee is not None:
-            self._tee.update(data)
         view = memoryview(data)
         while view:
             written = os.write(self._fd, view)
             view = view[written:]
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes | memoryview) -> None:
         if self._done:
             raise RuntimeError("write after commit or cancel")
         if not data:
             return
-        await asyncio.get_running_loop().run_in_executor(None, self._write_sync, data)
+        loop = asyncio.get_running_loop()
+        write = loop.run_in_executor(None, self._write_sync, data)
+        if self._tee is None:
+            await write
+        else:
+            # A second digest over the same bytes (v1's payload checksum) on a
+            # second thread: hashlib releases the GIL, so with two cores both
+            # hashes run at once, still over one buffer that is read, not copied.
+            await asyncio.gather(write, loop.run_in_executor(None, self._tee.update, data))
         self._size_bytes += len(data)
 
     def _commit_sync(self, expected: Digest | None) -> Digest:
@@ -146,7 +153,7 @@ class FilesystemAppender:
     def size_bytes(self) -> int:
         return self._size_bytes
 
-    def _write_sync(self, data: bytes) -> None:
+    def _write_sync(self, data: bytes | memoryview) -> None:
         assert self._fd is not None
         if self._hasher is not None:
             self._hasher.update(data)
@@ -157,7 +164,7 @@ class FilesystemAppender:
             view = view[written:]
             offset += written
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes | memoryview) -> None:
         if self._fd is None:
             raise RuntimeError("write after finish")
         if not data:
