@@ -233,6 +233,10 @@ class Bench:
                     max_operations=conc,
                 )
                 push_point.samples[name] = [sample]
+                if not pushed:
+                    # Every push failed: the push row reports why; nothing to pull.
+                    print(report.progress(push_point), file=sys.stderr, flush=True)
+                    continue
             else:
                 pushed = ["/blobs/big"]
             sample = await self.measure(
