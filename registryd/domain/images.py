@@ -102,17 +102,15 @@ async def put_image_layer(
     """
     image = await _fetch_uploading(svc, image_id)
     payload = payload_checksum_hasher(image.json)
-    writer = svc.storage.writer(tee=payload)
-    try:
+    async with svc.storage.writer(tee=payload) as writer:
         async for chunk in body:
             await writer.write(chunk)
-    except BaseException:
-        await writer.cancel()
-        raise
-    # Commit and attach are one unit: a client that goes away or a drain that
-    # cancels the handler now cannot leave a stored blob that no image points to.
-    commit = asyncio.ensure_future(_commit_layer(svc, writer, image, payload))
-    if not await asyncio.shield(commit):
+        # Commit and attach are one unit: a client that goes away or a drain that
+        # cancels the handler now cannot leave a stored blob that no image points
+        # to (once committing, the writer ignores the cancel its exit sends).
+        commit = asyncio.ensure_future(_commit_layer(svc, writer, image, payload))
+        attached = await asyncio.shield(commit)
+    if not attached:
         # The blob stays stored (it is valid content); only this attachment is void.
         raise ImageChanged()
 

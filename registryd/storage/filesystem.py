@@ -13,7 +13,7 @@ import os
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, Self
+from typing import Any, BinaryIO, Self
 
 from registryd.digest import Digest, Hasher, Sha256
 from registryd.errors import BlobUnknown, DigestMismatch, UploadUnknown
@@ -53,11 +53,20 @@ class FilesystemWriter:
         self._path = paths.new_upload_path(root)
         self._fd: int | None = None
         self._size_bytes = 0
+        # Set once commit or cancel has taken charge of the bytes.
         self._done = False
+        # Executor work on our descriptor. A thread cannot be interrupted, so
+        # nothing may close the descriptor (which the kernel then reuses for
+        # another file) before this has finished.
+        self._busy: asyncio.Future[Any] | None = None
 
     @property
     def size_bytes(self) -> int:
         return self._size_bytes
+
+    async def _settle(self) -> None:
+        if self._busy is not None and not self._busy.done():
+            await asyncio.wait([self._busy])
 
     def _open_sync(self) -> None:
         self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -78,14 +87,14 @@ class FilesystemWriter:
         if not data:
             return
         loop = asyncio.get_running_loop()
-        write = loop.run_in_executor(None, self._write_sync, data)
-        if self._tee is None:
-            await write
-        else:
+        work: asyncio.Future[Any] = loop.run_in_executor(None, self._write_sync, data)
+        if self._tee is not None:
             # A second digest over the same bytes (v1's payload checksum) on a
             # second thread: hashlib releases the GIL, so with two cores both
             # hashes run at once, still over one buffer that is read, not copied.
-            await asyncio.gather(write, loop.run_in_executor(None, self._tee.update, data))
+            work = asyncio.gather(work, loop.run_in_executor(None, self._tee.update, data))
+        self._busy = work
+        await asyncio.shield(work)
         self._size_bytes += len(data)
 
     def _commit_sync(self, expected: Digest | None) -> Digest:
@@ -104,15 +113,20 @@ class FilesystemWriter:
     async def commit(self, expected: Digest | None = None) -> Digest:
         if self._done:
             raise RuntimeError("commit after commit or cancel")
+        await self._settle()
+        self._done = True  # from here on the bytes are this method's to keep or discard
         loop = asyncio.get_running_loop()
+        work = loop.run_in_executor(None, self._commit_sync, expected)
+        self._busy = work
         try:
             # Shielded: a cancelled caller must not split fsync and rename.
-            digest = await asyncio.shield(loop.run_in_executor(None, self._commit_sync, expected))
+            return await asyncio.shield(work)
         except BaseException:
-            await self.cancel()
+            await self._settle()
+            if work.done() and not work.cancelled() and work.exception() is None:
+                raise  # stored after all; only the caller was cancelled
+            await asyncio.shield(loop.run_in_executor(None, self._cancel_sync))
             raise
-        self._done = True
-        return digest
 
     def _cancel_sync(self) -> None:
         if self._fd is not None:
@@ -122,9 +136,11 @@ class FilesystemWriter:
             self._path.unlink()
 
     async def cancel(self) -> None:
+        """Discard the pending bytes, unless commit has already taken charge of them."""
         if self._done:
             return
         self._done = True
+        await self._settle()
         await asyncio.shield(asyncio.get_running_loop().run_in_executor(None, self._cancel_sync))
 
     async def __aenter__(self) -> Self:

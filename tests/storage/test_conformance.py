@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import time
@@ -137,3 +138,28 @@ async def test_stale_uploads_are_removed_fresh_ones_kept(tmp_path: Path) -> None
     assert not stale.exists()
     assert fresh.exists()
     fresh.unlink()
+
+
+async def test_cancel_waits_for_a_write_still_running(backend: Backend) -> None:
+    """A cancelled request's write thread keeps going; its descriptor must outlive it."""
+    data = b"w" * (32 * 1024 * 1024)
+    async with backend.writer() as writer:
+        write = asyncio.create_task(writer.write(data))
+        await asyncio.sleep(0)  # the thread has started
+        write.cancel()
+        await asyncio.gather(write, return_exceptions=True)
+        await writer.cancel()  # waits for the thread, then removes the temp file
+    assert await backend.stat(Digest.sha256_of(data)) is None
+
+
+async def test_a_cancelled_commit_either_stores_the_blob_or_nothing(backend: Backend) -> None:
+    data = b"c" * (8 * 1024 * 1024)
+    async with backend.writer() as writer:
+        await writer.write(data)
+        commit = asyncio.create_task(writer.commit())
+        await asyncio.sleep(0)
+        commit.cancel()
+        await asyncio.gather(commit, return_exceptions=True)
+    # The fixture checks that no temp file is left; the blob is whole or absent.
+    size = await backend.stat(Digest.sha256_of(data))
+    assert size in (None, len(data))
