@@ -164,10 +164,16 @@ class FilesystemAppender:
         self._start = offset
         self._size_bytes = offset
         self._hasher = hasher
+        # The write thread in flight: the descriptor outlives it (see FilesystemWriter).
+        self._busy: asyncio.Future[None] | None = None
 
     @property
     def size_bytes(self) -> int:
         return self._size_bytes
+
+    async def _settle(self) -> None:
+        if self._busy is not None and not self._busy.done():
+            await asyncio.wait([self._busy])
 
     def _write_sync(self, data: bytes | memoryview) -> None:
         assert self._fd is not None
@@ -185,7 +191,8 @@ class FilesystemAppender:
             raise RuntimeError("write after finish")
         if not data:
             return
-        await asyncio.get_running_loop().run_in_executor(None, self._write_sync, data)
+        self._busy = asyncio.get_running_loop().run_in_executor(None, self._write_sync, data)
+        await asyncio.shield(self._busy)
         self._size_bytes += len(data)
 
     def _finish_sync(self) -> None:
@@ -197,6 +204,7 @@ class FilesystemAppender:
     async def finish(self) -> int:
         if self._fd is None:
             raise RuntimeError("finish after finish")
+        await self._settle()
         await asyncio.shield(asyncio.get_running_loop().run_in_executor(None, self._finish_sync))
         return self._size_bytes
 
@@ -219,6 +227,7 @@ class FilesystemAppender:
         tb: TracebackType | None,
     ) -> None:
         if self._fd is not None:
+            await self._settle()
             await asyncio.shield(asyncio.get_running_loop().run_in_executor(None, self._abort_sync))
 
 
