@@ -43,6 +43,16 @@ def _store_at_content_address(root: Path, source: Path, digest: Digest) -> None:
     _fsync_dir(target.parent)
 
 
+async def _finished(work: asyncio.Future[Any] | None) -> None:
+    """Wait until executor work on a descriptor is over, however it ends.
+
+    A thread cannot be interrupted: closing its descriptor early lets the kernel
+    reuse the number for another file, which the thread would then write into.
+    """
+    if work is not None and not work.done():
+        await asyncio.wait([work])
+
+
 class FilesystemWriter:
     """A temp file under ``uploads/`` that becomes ``blobs/…`` on commit."""
 
@@ -55,18 +65,12 @@ class FilesystemWriter:
         self._size_bytes = 0
         # Set once commit or cancel has taken charge of the bytes.
         self._done = False
-        # Executor work on our descriptor. A thread cannot be interrupted, so
-        # nothing may close the descriptor (which the kernel then reuses for
-        # another file) before this has finished.
+        # Executor work on our descriptor, which must not be closed before it ends.
         self._busy: asyncio.Future[Any] | None = None
 
     @property
     def size_bytes(self) -> int:
         return self._size_bytes
-
-    async def _settle(self) -> None:
-        if self._busy is not None and not self._busy.done():
-            await asyncio.wait([self._busy])
 
     def _open_sync(self) -> None:
         self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -113,7 +117,7 @@ class FilesystemWriter:
     async def commit(self, expected: Digest | None = None) -> Digest:
         if self._done:
             raise RuntimeError("commit after commit or cancel")
-        await self._settle()
+        await _finished(self._busy)
         self._done = True  # from here on the bytes are this method's to keep or discard
         loop = asyncio.get_running_loop()
         work = loop.run_in_executor(None, self._commit_sync, expected)
@@ -122,7 +126,7 @@ class FilesystemWriter:
             # Shielded: a cancelled caller must not split fsync and rename.
             return await asyncio.shield(work)
         except BaseException:
-            await self._settle()
+            await _finished(self._busy)
             if work.done() and not work.cancelled() and work.exception() is None:
                 raise  # stored after all; only the caller was cancelled
             await asyncio.shield(loop.run_in_executor(None, self._cancel_sync))
@@ -140,7 +144,7 @@ class FilesystemWriter:
         if self._done:
             return
         self._done = True
-        await self._settle()
+        await _finished(self._busy)
         await asyncio.shield(asyncio.get_running_loop().run_in_executor(None, self._cancel_sync))
 
     async def __aenter__(self) -> Self:
@@ -164,16 +168,12 @@ class FilesystemAppender:
         self._start = offset
         self._size_bytes = offset
         self._hasher = hasher
-        # The write thread in flight: the descriptor outlives it (see FilesystemWriter).
+        # The write thread in flight, which the descriptor must outlive.
         self._busy: asyncio.Future[None] | None = None
 
     @property
     def size_bytes(self) -> int:
         return self._size_bytes
-
-    async def _settle(self) -> None:
-        if self._busy is not None and not self._busy.done():
-            await asyncio.wait([self._busy])
 
     def _write_sync(self, data: bytes | memoryview) -> None:
         assert self._fd is not None
@@ -204,7 +204,7 @@ class FilesystemAppender:
     async def finish(self) -> int:
         if self._fd is None:
             raise RuntimeError("finish after finish")
-        await self._settle()
+        await _finished(self._busy)
         await asyncio.shield(asyncio.get_running_loop().run_in_executor(None, self._finish_sync))
         return self._size_bytes
 
@@ -227,7 +227,7 @@ class FilesystemAppender:
         tb: TracebackType | None,
     ) -> None:
         if self._fd is not None:
-            await self._settle()
+            await _finished(self._busy)
             await asyncio.shield(asyncio.get_running_loop().run_in_executor(None, self._abort_sync))
 
 
