@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -103,12 +103,12 @@ class Bench:
 
     async def seed(self, servers: dict[str, Server]) -> None:
         blobs = self.small + self.large
-        for name, server in servers.items():
+        for server in servers.values():
             conn = Connection("127.0.0.1", server.port)
             try:
-                if name == "registryd":
+                if server.name == "registryd":
                     await workloads.seed_registryd(conn, blobs)
-                elif name == "distribution":
+                elif server.name == "distribution":
                     await workloads.seed_distribution(conn, blobs)
             finally:
                 conn.close()
@@ -151,12 +151,17 @@ class Bench:
         concurrency: int,
         unit: str = "MB/s",
         only: tuple[str, ...] = (),
+        prepare: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
+        """Measure one point ``repeat`` times per target; ``prepare(target)`` runs before
+        each measurement, off the clock."""
         point = Point(section, label, concurrency, unit)
         for _ in range(self.plan.repeat):
             for name, server in servers.items():
                 if only and name not in only:
                     continue
+                if prepare is not None:
+                    await prepare(name)
                 sample = await self.measure(server, make(name), concurrency)
                 point.samples.setdefault(name, []).append(sample)
                 await asyncio.sleep(0.2)
@@ -187,14 +192,7 @@ class Bench:
                     )
             layers = UniqueLayers(self.plan.push_bytes, self.nonce)
             for conc in self.plan.push_concurrency:
-                await self.interleaved(
-                    servers,
-                    "push",
-                    report.size(self.plan.push_bytes),
-                    functools.partial(workloads.pushes, layers=layers, label=f"pinned-{conc}"),
-                    conc,
-                    only=WRITERS,
-                )
+                await self.pushes(servers, "push", report.size(self.plan.push_bytes), layers, conc)
             for kind in ("json", "ancestry", "tags"):
                 await self.interleaved(
                     servers,
@@ -209,6 +207,45 @@ class Bench:
         finally:
             for server in servers.values():
                 server.stop()
+
+    async def pushes(
+        self,
+        servers: dict[str, Server],
+        section: str,
+        label: str,
+        layers: UniqueLayers,
+        concurrency: int,
+    ) -> None:
+        """One push point; servers named other than "distribution" speak v1 (registryd)."""
+        # Enough pre-hashed v1 pushes for 600 MB/s over the whole run (3x what we reach).
+        per_run = int(self.plan.seconds * 600e6 / layers.size) + concurrency
+        needed = min(per_run, self.plan.max_operations)
+
+        async def prepare(name: str) -> None:
+            if name != "distribution":
+                await layers.prepare(needed)
+
+        def make(name: str) -> Iterator[Operation]:
+            return workloads.pushes(
+                "distribution" if name == "distribution" else "registryd", layers
+            )
+
+        before = layers.hashed_in_run
+        await self.interleaved(
+            servers,
+            section,
+            label,
+            make,
+            concurrency,
+            only=tuple(name for name in servers if name != "nginx"),
+            prepare=prepare,
+        )
+        if layers.hashed_in_run > before:
+            print(
+                f"note: {layers.hashed_in_run - before} registryd pushes of {section} {label} "
+                f"c={concurrency} were hashed by the load generator inside the run",
+                file=sys.stderr,
+            )
 
     async def memory(self, servers: dict[str, Server]) -> None:
         size, conc = self.plan.memory_layer_bytes, self.plan.memory_concurrency
@@ -243,9 +280,45 @@ class Bench:
                 server, workloads.paths_pulls(pushed), conc, max_seconds=600, max_operations=conc
             )
             pull_point.samples[name] = [sample]
+            if name != "nginx":
+                remove_layers(server.workdir, size)
         for point in (push_point, pull_point):
             self.points.append(point)
             print(report.progress(point), file=sys.stderr, flush=True)
+
+    async def scaling(self) -> None:
+        """registryd alone: 1 worker on one CPU next to 2 workers on two, on the loads
+        that are bound by the server's CPU (pushes hash every byte twice; metadata).
+
+        The load generator is left free, as the second CPU is given to the server.
+        """
+        os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+        one, two = SCALING
+        servers = {
+            one: start_registryd(self.workdir / "scaling-1", "0", 1),
+            two: start_registryd(self.workdir / "scaling-2", "0,1", 2),
+        }
+        try:
+            await self.seed(servers)
+            layers = UniqueLayers(self.plan.push_bytes, self.nonce + "s")
+            await self.pushes(
+                servers,
+                "scaling",
+                f"push {report.size(self.plan.push_bytes)}",
+                layers,
+                self.plan.push_concurrency[1],
+            )
+            await self.interleaved(
+                servers,
+                "scaling",
+                "metadata json",
+                lambda _: workloads.metadata_reads("registryd", blob=self.small[0], kind="json"),
+                self.plan.metadata_concurrency,
+                unit="req/s",
+            )
+        finally:
+            for server in servers.values():
+                server.stop()
 
     async def unpinned(self, workers: int) -> None:
         os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
@@ -269,17 +342,31 @@ class Bench:
                 self.plan.pull_concurrency[1],
             )
             layers = UniqueLayers(self.plan.push_bytes, self.nonce)
-            await self.interleaved(
+            await self.pushes(
                 servers,
                 section,
                 f"push {report.size(self.plan.push_bytes)}",
-                functools.partial(workloads.pushes, layers=layers, label="unpinned"),
+                layers,
                 self.plan.push_concurrency[1],
-                only=WRITERS,
             )
         finally:
             for server in servers.values():
                 server.stop()
+
+
+SCALING = ("registryd, 1 worker on CPU 0", "registryd, 2 workers on CPUs 0-1")
+
+
+def remove_layers(root: Path, size: int) -> None:
+    """Delete the memory phase's layers (every file of exactly ``size`` bytes) from a
+    server's data: 16 x 1 GiB per target would not fit next to the next target's.
+
+    The memory phase is the last use of a pinned server, so nothing reads them again.
+    """
+    for path in root.rglob("*"):
+        with contextlib.suppress(OSError):
+            if path.is_file() and path.stat().st_size == size:
+                path.unlink()
 
 
 def wrk_check(server_url: str, path: str, seconds: int) -> str:
@@ -369,6 +456,7 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 server.stop()
         uvloop.run(bench.unpinned(args.workers))
+        uvloop.run(bench.scaling())
     text = report.render(
         bench.points,
         command=command,

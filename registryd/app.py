@@ -63,7 +63,7 @@ async def _sample_pool(app: web.Application) -> None:
 async def _services(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     assert settings.database_url is not None, "resolve the database before create_app"
-    storage = ObservedFilesystemBackend(settings.storage_root, app[METRICS])
+    storage = ObservedFilesystemBackend(settings.storage_root, app[METRICS], settings.open_files)
     await storage.start()
     token_secret = await asyncio.to_thread(load_token_secret, settings)
     pool = await create_pool(settings.database_url, settings)
@@ -87,6 +87,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await pool.close()
+        storage.close()
 
 
 def create_app(settings: Settings) -> web.Application:

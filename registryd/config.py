@@ -200,6 +200,9 @@ class Settings:
     workers: int = 1
     # Serve blob bodies with zero-copy sendfile (off: read and write them, as over TLS).
     sendfile: bool = True
+    # Blob files kept open per process and shared by concurrent GETs, so a popular
+    # layer is served without opening it again (0: open and close per request).
+    open_files: int = 256
 
     @property
     def storage_root(self) -> Path:
@@ -264,6 +267,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "metrics_dir": _parse_optional_path,
     "workers": _parse_positive_int,
     "sendfile": _parse_bool,
+    "open_files": _parse_non_negative_int,
 }
 
 

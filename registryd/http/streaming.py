@@ -220,7 +220,7 @@ async def _send_body(
         await sendfile.send_file_range(
             request.transport,  # type: ignore[arg-type]  # checked by usable()
             sock,
-            blob.file.fileno(),
+            blob.fileno(),
             offset,
             count,
         )
@@ -241,7 +241,7 @@ async def _copy_file_range(
     response: web.StreamResponse, blob: OpenBlob, offset: int, count: int
 ) -> None:
     loop = asyncio.get_running_loop()
-    fd = blob.file.fileno()
+    fd = blob.fileno()
     end = offset + count
     while offset < end:
         data = await loop.run_in_executor(

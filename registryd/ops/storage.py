@@ -17,9 +17,9 @@ from registryd.ops.metrics import Metrics
 from registryd.storage.filesystem import (
     FilesystemAppender,
     FilesystemBackend,
-    FilesystemBlob,
     FilesystemWriter,
 )
+from registryd.storage.open_files import SharedBlob
 
 
 @contextlib.contextmanager
@@ -103,8 +103,8 @@ class ObservedAppender(FilesystemAppender):
 
 
 class ObservedFilesystemBackend(FilesystemBackend):
-    def __init__(self, root: Path, metrics: Metrics) -> None:
-        super().__init__(root)
+    def __init__(self, root: Path, metrics: Metrics, open_files: int = 256) -> None:
+        super().__init__(root, open_files)
         self._metrics = metrics
 
     async def start(self) -> None:
@@ -114,7 +114,7 @@ class ObservedFilesystemBackend(FilesystemBackend):
     def writer(self, *, tee: Sha256 | None = None) -> ObservedWriter:
         return ObservedWriter(self.root, tee, self._metrics)
 
-    async def open(self, digest: Digest) -> FilesystemBlob:
+    async def open(self, digest: Digest) -> SharedBlob:
         with _counting_errors(self._metrics, "open"):
             return await super().open(digest)
 

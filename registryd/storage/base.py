@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import BinaryIO, Protocol, Self
+from typing import Protocol, Self
 
 from registryd.digest import Digest, Hasher, Sha256
 
@@ -74,9 +74,9 @@ class OpenBlob(Protocol):
     @property
     def size_bytes(self) -> int: ...
 
-    @property
-    def file(self) -> BinaryIO:
-        """An unbuffered file object (its ``fileno()`` is usable for sendfile)."""
+    def fileno(self) -> int:
+        """The descriptor to read from, with positional reads only (``sendfile`` or
+        ``pread`` with an offset): it may be shared with concurrent readers."""
 
     async def close(self) -> None: ...
 

@@ -18,6 +18,7 @@ from typing import Any, BinaryIO, Self
 from registryd.digest import Digest, Hasher, Sha256
 from registryd.errors import BlobUnknown, DigestMismatch, UploadUnknown
 from registryd.storage import paths
+from registryd.storage.open_files import OpenFiles, SharedBlob
 
 
 def _fsync_dir(path: Path) -> None:
@@ -231,27 +232,12 @@ class FilesystemAppender:
             await asyncio.shield(asyncio.get_running_loop().run_in_executor(None, self._abort_sync))
 
 
-class FilesystemBlob:
-    def __init__(self, file: BinaryIO, size_bytes: int) -> None:
-        self._file = file
-        self._size_bytes = size_bytes
-
-    @property
-    def size_bytes(self) -> int:
-        return self._size_bytes
-
-    @property
-    def file(self) -> BinaryIO:
-        return self._file
-
-    async def close(self) -> None:
-        # Closing a file descriptor does not block on local filesystems.
-        self._file.close()
-
-
 class FilesystemBackend:
-    def __init__(self, root: Path) -> None:
+    """``open_files``: blob descriptors kept open and shared by readers (0: none)."""
+
+    def __init__(self, root: Path, open_files: int = 256) -> None:
         self.root = root
+        self._open_files = OpenFiles(open_files)
 
     def _start_sync(self) -> None:
         paths.blobs_dir(self.root).mkdir(parents=True, exist_ok=True)
@@ -263,7 +249,7 @@ class FilesystemBackend:
     def writer(self, *, tee: Sha256 | None = None) -> FilesystemWriter:
         return FilesystemWriter(self.root, tee)
 
-    def _open_sync(self, digest: Digest) -> FilesystemBlob:
+    def _open_sync(self, digest: Digest) -> tuple[BinaryIO, int]:
         try:
             file = paths.blob_path(self.root, digest).open("rb", buffering=0)
         except FileNotFoundError:
@@ -273,10 +259,18 @@ class FilesystemBackend:
         except BaseException:
             file.close()
             raise
-        return FilesystemBlob(file, size)
+        return file, size
 
-    async def open(self, digest: Digest) -> FilesystemBlob:
-        return await asyncio.get_running_loop().run_in_executor(None, self._open_sync, digest)
+    async def open(self, digest: Digest) -> SharedBlob:
+        key = str(digest)
+        if (shared := self._open_files.get(key)) is not None:
+            return shared  # no executor hop: the common case of a popular layer
+        file, size = await asyncio.get_running_loop().run_in_executor(None, self._open_sync, digest)
+        return self._open_files.add(key, file, size)
+
+    def close(self) -> None:
+        """Close the shared descriptors (each when its last reader is done)."""
+        self._open_files.clear()
 
     def _stat_sync(self, digest: Digest) -> int | None:
         try:
@@ -295,6 +289,7 @@ class FilesystemBackend:
         return True
 
     async def delete(self, digest: Digest) -> bool:
+        self._open_files.discard(str(digest))
         return await asyncio.get_running_loop().run_in_executor(None, self._delete_sync, digest)
 
     def _create_upload_sync(self) -> str:

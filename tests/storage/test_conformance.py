@@ -24,6 +24,7 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     store = FilesystemBackend(tmp_path / "storage")
     await store.start()
     yield store
+    store.close()
     # Nothing pending may outlive a test: every writer was committed or cancelled.
     assert list(paths.uploads_dir(store.root).iterdir()) == []
 
@@ -31,7 +32,7 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
 async def _read(backend: Backend, digest: Digest) -> bytes:
     blob = await backend.open(digest)
     try:
-        return blob.file.read()
+        return os.pread(blob.fileno(), blob.size_bytes, 0)
     finally:
         await blob.close()
 

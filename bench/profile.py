@@ -1,0 +1,154 @@
+"""``python -m bench.profile push|pull``: where registryd's CPU goes under one benchmark load.
+
+Starts registryd pinned to CPU 0 (the load generator on CPU 1, as in the
+pinned section), runs the load, and reads every thread's user and system CPU
+time from /proc before and after: the event-loop thread (HTTP, socket reads,
+sendfile, Python), the executor threads (hashing, file writes, fsync) and
+PostgreSQL. The sha256 share is what the digests must cost at the bytes moved
+and this CPU's hashlib speed, calibrated on CPU 0 in the same run.
+
+Thread accounting rather than a sampling profiler: py-spy reads the Python
+stack of every thread, and attributes threads that are hashing with the GIL
+released no better than idle ones (measured: it put the digests at ~2% of the
+samples where their CPU time is ~65%).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvloop
+
+from bench import workloads
+from bench.loadgen import Connection, Operation, run_load
+from bench.targets import Server, start_registryd
+from bench.workloads import MiB, UniqueLayers
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class ThreadTimes:
+    """CPU seconds per bucket: (user, system)."""
+
+    buckets: dict[str, tuple[float, float]]
+
+
+def bucket(server: Server, pid: int, tid: int) -> str:
+    if pid != server.proc.pid and Path(f"/proc/{pid}/comm").read_text().startswith("postgres"):
+        return "PostgreSQL"
+    return "event-loop thread" if pid == tid else "executor threads"
+
+
+def thread_times(server: Server) -> ThreadTimes:
+    buckets: dict[str, tuple[float, float]] = {}
+    for proc in server.tree():
+        try:
+            tasks = list(Path(f"/proc/{proc.pid}/task").iterdir())
+            for task in tasks:
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                name = bucket(server, proc.pid, int(task.name))
+                user, system = buckets.get(name, (0.0, 0.0))
+                buckets[name] = (user + int(fields[11]) / TICK, system + int(fields[12]) / TICK)
+        except OSError:
+            continue  # a process or thread that ended meanwhile
+    return ThreadTimes(buckets)
+
+
+def sha256_bytes_per_second(cpu: int) -> float:
+    """hashlib's sha256 speed on ``cpu`` (1 MiB updates, as registryd does)."""
+    previous = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        block, h = os.urandom(MiB), hashlib.sha256()
+        started = time.perf_counter()
+        for _ in range(256):
+            h.update(block)
+        return 256 * MiB / (time.perf_counter() - started)
+    finally:
+        os.sched_setaffinity(0, previous)
+
+
+async def seed_and_operations(server: Server, kind: str) -> tuple[Iterator[Operation], int]:
+    """Seed what the load needs; return its operations and the connection count."""
+    if kind == "push":
+        layers = UniqueLayers(16 * MiB, os.urandom(4).hex())
+        await layers.prepare(200)
+        return workloads.pushes("registryd", layers), 8
+    blob = workloads.make_blob("profile-pull", 16 * MiB)
+    conn = Connection("127.0.0.1", server.port)
+    try:
+        await workloads.seed_registryd(conn, [blob])
+    finally:
+        conn.close()
+    return workloads.pulls("registryd", [blob]), 1
+
+
+async def profile(kind: str, seconds: float, workdir: Path) -> str:
+    hash_rate = sha256_bytes_per_second(0)
+    os.sched_setaffinity(0, {1})
+    server = start_registryd(workdir / "registryd", "0", 1)
+    try:
+        operations, concurrency = await seed_and_operations(server, kind)
+        before = thread_times(server)
+        result = await run_load("127.0.0.1", server.port, operations, concurrency, seconds, 10**6)
+        after = thread_times(server)
+    finally:
+        server.stop()
+    megabytes = result.body_bytes / 1e6
+    lines = [
+        f"{kind} 16 MiB, c={concurrency}, 1 worker on CPU 0: "
+        f"{megabytes / result.seconds:.0f} MB/s over {result.seconds:.1f} s, "
+        f"{result.errors} errors; sha256 on CPU 0: {hash_rate / 1e6:.0f} MB/s",
+        "",
+        "| where | user CPU s/s | system CPU s/s | CPU ms per MB | share |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    deltas = {
+        name: (
+            user - before.buckets.get(name, (0.0, 0.0))[0],
+            system - before.buckets.get(name, (0.0, 0.0))[1],
+        )
+        for name, (user, system) in after.buckets.items()
+    }
+    total = sum(user + system for user, system in deltas.values()) or 1e-9
+    for name, (user, system) in sorted(deltas.items(), key=lambda kv: -sum(kv[1])):
+        lines.append(
+            f"| {name} | {user / result.seconds:.2f} | {system / result.seconds:.2f} "
+            f"| {1000 * (user + system) / max(megabytes, 1e-9):.2f} "
+            f"| {100 * (user + system) / total:.0f}% |"
+        )
+    if kind == "push":
+        # Every pushed byte goes through two digests: the blob's and the v1 payload checksum.
+        hashing = 2 * result.body_bytes / hash_rate
+        lines.append(
+            f"| of which the two sha256 digests (2 x bytes / hashlib speed) | - | - "
+            f"| {1000 * hashing / max(megabytes, 1e-9):.2f} | {100 * hashing / total:.0f}% |"
+        )
+    lines.append(f"| total | - | - | {1000 * total / max(megabytes, 1e-9):.2f} | 100% |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
+    parser.add_argument("kind", choices=("push", "pull"), help="16 MiB pushes c=8, or pulls c=1")
+    parser.add_argument("--seconds", type=float, default=10)
+    args = parser.parse_args(argv)
+    if (os.cpu_count() or 1) < 2:
+        print("need at least 2 CPUs to pin server and load apart", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="registryd-profile-") as tmp:
+        print(uvloop.run(profile(args.kind, args.seconds, Path(tmp))))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
