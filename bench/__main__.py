@@ -303,14 +303,14 @@ class Bench:
             layers = UniqueLayers(self.plan.push_bytes, self.nonce + "s")
             await self.pushes(
                 servers,
-                "scaling",
+                report.SCALING,
                 f"push {report.size(self.plan.push_bytes)}",
                 layers,
                 self.plan.push_concurrency[1],
             )
             await self.interleaved(
                 servers,
-                "scaling",
+                report.SCALING,
                 "metadata json",
                 lambda _: workloads.metadata_reads("registryd", blob=self.small[0], kind="json"),
                 self.plan.metadata_concurrency,

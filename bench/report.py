@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from bench.loadgen import RunResult
 
 REFERENCES = ("distribution", "nginx")
+# The section that compares registryd configurations with each other, not with references.
+SCALING = "scaling"
 
 
 @dataclass
@@ -130,6 +132,32 @@ def _detail_rows(point: Point) -> list[str]:
     return rows
 
 
+def _scaling_table(points: list[Point]) -> list[str]:
+    """registryd next to itself: each configuration, and the last one over the first."""
+    if not points:
+        return []
+    configs = list(points[0].samples)
+    lines = [
+        "",
+        "## Worker scaling (registryd alone, medians)",
+        "",
+        f"| point | c | {' | '.join(configs)} | ratio |",
+        f"|---|---:|{'---:|' * len(configs)}---:|",
+    ]
+    for p in points:
+        values = [p.median(c) for c in configs]
+        shown = [
+            "-" if v is None else f"{v:.0f} {p.unit}{_errors(p, c)}"
+            for v, c in zip(values, configs, strict=True)
+        ]
+        first, last = values[0], values[-1]
+        ratio = "-" if not first or last is None else f"{last / first:.2f}x"
+        if p.failed:
+            ratio = f"INVALID ({ratio} over failed requests)"
+        lines.append(f"| {p.label} | {p.concurrency} | {' | '.join(shown)} | {ratio} |")
+    return lines
+
+
 def render(
     points: list[Point], *, command: str, machine: str, plan: str, minutes: float, wrk: str
 ) -> str:
@@ -163,6 +191,8 @@ def render(
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for p in points:
+        if p.section == SCALING:
+            continue
         targets = ("registryd", *REFERENCES)
         shown = [
             "-" if (v := p.median(t)) is None else f"{v:.0f} {p.unit}{_errors(p, t)}"
@@ -172,6 +202,7 @@ def render(
             f"| {p.section} | {p.label} | {p.concurrency} | {' | '.join(shown)} "
             f"| {_ratio(p, 'distribution')} | {_ratio(p, 'nginx')} |"
         )
+    lines += _scaling_table([p for p in points if p.section == SCALING])
     lines += [
         "",
         "## Every point",
