@@ -18,6 +18,7 @@ import platform
 import resource
 import secrets
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -281,7 +282,7 @@ class Bench:
             )
             pull_point.samples[name] = [sample]
             if name != "nginx":
-                remove_layers(server.workdir, size)
+                await remove_layers(server.workdir, size)
         for point in (push_point, pull_point):
             self.points.append(point)
             print(report.progress(point), file=sys.stderr, flush=True)
@@ -357,16 +358,33 @@ class Bench:
 SCALING = ("registryd, 1 worker on CPU 0", "registryd, 2 workers on CPUs 0-1")
 
 
-def remove_layers(root: Path, size: int) -> None:
-    """Delete the memory phase's layers (every file of exactly ``size`` bytes) from a
-    server's data: 16 x 1 GiB per target would not fit next to the next target's.
-
-    The memory phase is the last use of a pinned server, so nothing reads them again.
-    """
+def _unlink_files_of_size(root: Path, size: int) -> int:
+    removed = 0
     for path in root.rglob("*"):
         with contextlib.suppress(OSError):
             if path.is_file() and path.stat().st_size == size:
                 path.unlink()
+                removed += size
+    return removed
+
+
+async def remove_layers(root: Path, size: int) -> None:
+    """Delete the memory phase's layers (every file of exactly ``size`` bytes) from a
+    server's data: 16 x 1 GiB per target would not fit next to the next target's.
+
+    The memory phase is the last use of a pinned server, so nothing reads them again.
+    Waits (up to 30 s) until the space is free: a server may still hold a removed
+    file open for a moment (registryd closes shared descriptors of removed files
+    every 2 s).
+    """
+    free_before = shutil.disk_usage(root).free
+    removed = await asyncio.to_thread(_unlink_files_of_size, root, size)
+    deadline = time.monotonic() + 30
+    while shutil.disk_usage(root).free < free_before + 0.9 * removed:
+        if time.monotonic() > deadline:
+            print(f"warning: {root.name}: removed layers still hold disk space", file=sys.stderr)
+            return
+        await asyncio.sleep(0.5)
 
 
 def wrk_check(server_url: str, path: str, seconds: int) -> str:

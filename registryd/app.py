@@ -50,6 +50,16 @@ async def _sweep_stale_uploads(storage: FilesystemBackend, max_age_seconds: int)
         await asyncio.sleep(max_age_seconds)
 
 
+# Shared blob descriptors of removed files are closed this often (frees their space).
+OPEN_FILES_SWEEP_SECONDS = 2.0
+
+
+async def _sweep_open_files(storage: FilesystemBackend) -> None:
+    while True:
+        await asyncio.sleep(OPEN_FILES_SWEEP_SECONDS)
+        storage.sweep_open_files()
+
+
 # Pool gauges are sampled this often in every process (and at each scrape).
 POOL_SAMPLE_SECONDS = 5
 
@@ -79,10 +89,11 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         log.info("admin account %r is ready", settings.admin_user)
     sweeper = asyncio.create_task(_sweep_stale_uploads(storage, settings.stale_upload_seconds))
     sampler = asyncio.create_task(_sample_pool(app))
+    open_files = asyncio.create_task(_sweep_open_files(storage))
     try:
         yield
     finally:
-        for task in (sweeper, sampler):
+        for task in (sweeper, sampler, open_files):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -268,6 +268,10 @@ class FilesystemBackend:
         file, size = await asyncio.get_running_loop().run_in_executor(None, self._open_sync, digest)
         return self._open_files.add(key, file, size)
 
+    def sweep_open_files(self) -> int:
+        """Close shared descriptors that expired or whose file was removed."""
+        return self._open_files.sweep()
+
     def close(self) -> None:
         """Close the shared descriptors (each when its last reader is done)."""
         self._open_files.clear()

@@ -9,7 +9,9 @@ descriptor can serve every concurrent GET of a blob, as nginx's
 Only a blob the database has already vouched for is looked up here. A hit
 checks that the file still has a name (``fstat`` on the open descriptor, no
 path lookup), so a blob removed or replaced behind our back is opened afresh,
-and answered 404 when gone, at once, as without the cache.
+and answered 404 when gone, at once, as without the cache. ``sweep``, run
+every few seconds, closes idle descriptors of removed files, so deleting a
+blob frees its space even if nobody asks for it again.
 """
 
 from __future__ import annotations
@@ -113,6 +115,14 @@ class OpenFiles:
             oldest.evicted = True
             _close_if_unused(oldest)
         return blob
+
+    def sweep(self) -> int:
+        """Drop expired entries and those whose file was removed; return how many."""
+        now = time.monotonic()
+        stale = [k for k, e in self._entries.items() if now >= e.expires_at or _unlinked(e)]
+        for key in stale:
+            self.discard(key)
+        return len(stale)
 
     def discard(self, key: str) -> None:
         """Forget ``key`` (deleted, expired); its descriptor closes with its last reader."""

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from pathlib import Path
 
 import asyncpg
 
+from registryd.app import OPEN_FILES_SWEEP_SECONDS
 from registryd.config import Settings
 from registryd.domain.image_cache import ImageCache
 from registryd.storage import paths
@@ -125,3 +128,28 @@ def test_cache_is_bounded_and_refuses_incomplete_images() -> None:
     for n in range(7, 10):
         cache.put(row(n, json_bytes=900))
     assert len(cache) == 3
+
+
+def _open_paths() -> set[str]:
+    """What this process (the in-process server) has open, as /proc shows it."""
+    found = set()
+    for fd in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(OSError):
+            found.add(str(fd.readlink()))
+    return found
+
+
+async def test_removed_layer_file_is_closed_soon_so_its_space_is_freed(
+    client: Client, settings: Settings, db: asyncpg.Connection
+) -> None:
+    image = make_image("cache-freed", LAYER)
+    assert await V1Client(client).push_image(image) == "pushed"
+    assert (await client.get(f"/v1/images/{image.image_id}/layer")).status == 200
+    digest = await db.fetchval(
+        "SELECT layer_digest FROM v1_images WHERE image_id = $1", image.image_id
+    )
+    blob = paths.blobs_dir(settings.storage_root) / "sha256" / digest[7:9] / digest[7:]
+    assert str(blob) in await asyncio.to_thread(_open_paths)  # kept open for the next GET
+    await asyncio.to_thread(blob.unlink)  # what a garbage collector would do
+    await asyncio.sleep(OPEN_FILES_SWEEP_SECONDS * 1.5)
+    assert not {p for p in await asyncio.to_thread(_open_paths) if p.startswith(str(blob))}

@@ -131,3 +131,24 @@ async def test_blob_removed_behind_our_back_is_not_served(tmp_path: Path) -> Non
     paths.blob_path(tmp_path, Digest.parse(str(digest))).unlink()
     with pytest.raises(BlobUnknown):
         await store.open(digest)
+
+
+async def test_sweep_closes_idle_descriptors_of_removed_files(tmp_path: Path) -> None:
+    cache = OpenFiles(4)
+    kept, removed = _file(tmp_path, "kept"), _file(tmp_path, "removed")
+    await cache.add("kept", kept, 5).close()
+    await cache.add("removed", removed, 5).close()
+    (tmp_path / "removed").unlink()
+    assert cache.sweep() == 1
+    assert _closed(removed)  # its disk space is free now
+    assert not _closed(kept)
+    assert len(cache) == 1
+    cache.clear()
+
+
+async def test_sweep_drops_expired_entries(tmp_path: Path) -> None:
+    cache = OpenFiles(4, ttl_seconds=0)
+    file = _file(tmp_path, "a")
+    await cache.add("a", file, 5).close()
+    assert cache.sweep() == 1
+    assert _closed(file)
