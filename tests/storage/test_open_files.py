@@ -95,12 +95,16 @@ async def test_capacity_zero_shares_nothing(tmp_path: Path) -> None:
     assert _closed(file)
 
 
-async def test_backend_opens_a_popular_blob_once(tmp_path: Path) -> None:
+async def _store_with(tmp_path: Path, data: bytes) -> tuple[FilesystemBackend, Digest]:
     store = FilesystemBackend(tmp_path)
     await store.start()
     async with store.writer() as writer:
-        await writer.write(b"popular")
-        digest = await writer.commit()
+        await writer.write(data)
+        return store, await writer.commit()
+
+
+async def test_backend_opens_a_popular_blob_once(tmp_path: Path) -> None:
+    store, digest = await _store_with(tmp_path, b"popular")
     blobs = [await store.open(digest) for _ in range(3)]
     assert len({blob.fileno() for blob in blobs}) == 1
     assert all(os.pread(b.fileno(), b.size_bytes, 0) == b"popular" for b in blobs)
@@ -110,11 +114,7 @@ async def test_backend_opens_a_popular_blob_once(tmp_path: Path) -> None:
 
 
 async def test_deleted_blob_is_not_served_from_the_cache(tmp_path: Path) -> None:
-    store = FilesystemBackend(tmp_path)
-    await store.start()
-    async with store.writer() as writer:
-        await writer.write(b"short-lived")
-        digest = await writer.commit()
+    store, digest = await _store_with(tmp_path, b"short-lived")
     await (await store.open(digest)).close()
     assert await store.delete(digest)
     with pytest.raises(BlobUnknown):
@@ -122,13 +122,9 @@ async def test_deleted_blob_is_not_served_from_the_cache(tmp_path: Path) -> None
 
 
 async def test_blob_removed_behind_our_back_is_not_served(tmp_path: Path) -> None:
-    store = FilesystemBackend(tmp_path)
-    await store.start()
-    async with store.writer() as writer:
-        await writer.write(b"removed by an operator")
-        digest = await writer.commit()
+    store, digest = await _store_with(tmp_path, b"removed by an operator")
     await (await store.open(digest)).close()
-    paths.blob_path(tmp_path, Digest.parse(str(digest))).unlink()
+    paths.blob_path(tmp_path, digest).unlink()
     with pytest.raises(BlobUnknown):
         await store.open(digest)
 
