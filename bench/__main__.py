@@ -34,6 +34,8 @@ from bench import report, workloads
 from bench.loadgen import Connection, Operation, RunResult, run_load
 from bench.report import Point, Sample
 from bench.targets import (
+    ADMIN_PASSWORD,
+    ADMIN_USER,
     Server,
     ensure_references,
     find_binary,
@@ -321,6 +323,37 @@ class Bench:
             for server in servers.values():
                 server.stop()
 
+    async def auth(self) -> None:
+        """registryd with auth off (as in every other section) next to token auth, where
+        each image request also asks PostgreSQL which repositories hold the image."""
+        os.sched_setaffinity(0, {1})
+        off, token = AUTH_MODES
+        servers = {
+            off: start_registryd(self.workdir / "auth-none", "0", 1),
+            token: start_registryd(self.workdir / "auth-token", "0", 1, auth_mode="token"),
+        }
+        try:
+            await self.seed({off: servers[off]})
+            conn = Connection("127.0.0.1", servers[token].port)
+            try:
+                headers = await workloads.seed_registryd_with_token(
+                    conn, self.small, ADMIN_USER, ADMIN_PASSWORD
+                )
+            finally:
+                conn.close()
+            await self.interleaved(
+                servers,
+                report.AUTH,
+                f"pull {len(self.small)} x {report.size(self.plan.pull_small_bytes)}",
+                lambda name: workloads.pulls(
+                    "registryd", self.small, headers if name == token else None
+                ),
+                self.plan.pull_concurrency[-2],
+            )
+        finally:
+            for server in servers.values():
+                server.stop()
+
     async def unpinned(self, workers: int) -> None:
         os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
         servers = {name: self.start(name, None, workers) for name in self.targets}
@@ -356,6 +389,7 @@ class Bench:
 
 
 SCALING = ("registryd, 1 worker on CPU 0", "registryd, 2 workers on CPUs 0-1")
+AUTH_MODES = ("registryd, auth none", "registryd, auth token (Authorization: Token)")
 
 
 def _unlink_files_of_size(root: Path, size: int) -> int:
@@ -473,6 +507,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             finally:
                 server.stop()
+        uvloop.run(bench.auth())
         uvloop.run(bench.unpinned(args.workers))
         uvloop.run(bench.scaling())
     text = report.render(

@@ -9,8 +9,14 @@ from dataclasses import dataclass, field
 from bench.loadgen import RunResult
 
 REFERENCES = ("distribution", "nginx")
-# The section that compares registryd configurations with each other, not with references.
+# Sections that compare registryd configurations with each other, not with references,
+# each rendered as its own table under this title.
 SCALING = "scaling"
+AUTH = "auth"
+SELF_COMPARED = {
+    SCALING: "Worker scaling (registryd alone, medians)",
+    AUTH: "Access checks on the pull path (registryd alone, pinned, medians)",
+}
 
 
 @dataclass
@@ -132,14 +138,14 @@ def _detail_rows(point: Point) -> list[str]:
     return rows
 
 
-def _scaling_table(points: list[Point]) -> list[str]:
+def _self_table(title: str, points: list[Point]) -> list[str]:
     """registryd next to itself: each configuration, and the last one over the first."""
     if not points:
         return []
     configs = list(points[0].samples)
     lines = [
         "",
-        "## Worker scaling (registryd alone, medians)",
+        f"## {title}",
         "",
         f"| point | c | {' | '.join(configs)} | ratio |",
         f"|---|---:|{'---:|' * len(configs)}---:|",
@@ -191,7 +197,7 @@ def render(
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for p in points:
-        if p.section == SCALING:
+        if p.section in SELF_COMPARED:
             continue
         targets = ("registryd", *REFERENCES)
         shown = [
@@ -202,7 +208,8 @@ def render(
             f"| {p.section} | {p.label} | {p.concurrency} | {' | '.join(shown)} "
             f"| {_ratio(p, 'distribution')} | {_ratio(p, 'nginx')} |"
         )
-    lines += _scaling_table([p for p in points if p.section == SCALING])
+    for section, title in SELF_COMPARED.items():
+        lines += _self_table(title, [p for p in points if p.section == section])
     lines += [
         "",
         "## Every point",

@@ -135,10 +135,20 @@ def _spawn(
     return Server(name, port, proc, workdir)
 
 
-def start_registryd(workdir: Path, cpus: str | None, workers: int = 1) -> Server:
+# The admin account of a registryd started with auth_mode="token".
+ADMIN_USER, ADMIN_PASSWORD = "benchadmin", "bench-admin-password"
+
+
+def start_registryd(
+    workdir: Path, cpus: str | None, workers: int = 1, auth_mode: str = "none"
+) -> Server:
+    """``auth_mode`` "none" is like the other targets (no accounts, no tokens); "token"
+    bootstraps the admin ADMIN_USER."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRYD_")}
-    env["REGISTRYD_AUTH_MODE"] = "none"  # like the other targets: no accounts, no tokens
+    env["REGISTRYD_AUTH_MODE"] = auth_mode
+    if auth_mode == "token":
+        env["REGISTRYD_ADMIN_USER"], env["REGISTRYD_ADMIN_PASSWORD"] = ADMIN_USER, ADMIN_PASSWORD
     argv = [
         *_pin(cpus),
         sys.executable,

@@ -10,6 +10,7 @@ store can deduplicate them, and are generated while sent, never held whole.
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import concurrent.futures
 import hashlib
@@ -81,14 +82,21 @@ async def v1_push(
     size: int,
     body: AsyncIterator[bytes | memoryview] | None = None,
     payload_hex: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> None:
     """PUT json, PUT layer, PUT checksum (v1 spec §5.2-§5.4).
 
     ``payload_hex`` is the payload checksum (sha256 of json, newline, layer),
-    by default computed from ``layer`` here.
+    by default computed from ``layer`` here. ``headers`` go with every request.
     """
+    headers = headers or {}
     body_json = image_json(iid)
-    _check(await conn.request("PUT", f"/v1/images/{iid}/json", body=body_json, keep_body=True), 200)
+    _check(
+        await conn.request(
+            "PUT", f"/v1/images/{iid}/json", headers=headers, body=body_json, keep_body=True
+        ),
+        200,
+    )
     if payload_hex is None:
         payload = hashlib.sha256(body_json + b"\n")
         payload.update(layer)
@@ -97,13 +105,14 @@ async def v1_push(
         await conn.request(
             "PUT",
             f"/v1/images/{iid}/layer",
+            headers=headers,
             body=body or _chunks(layer),
             body_bytes=size,
             keep_body=True,
         ),
         200,
     )
-    checksum = {"X-Docker-Checksum-Payload": "sha256:" + payload_hex}
+    checksum = {**headers, "X-Docker-Checksum-Payload": "sha256:" + payload_hex}
     _check(
         await conn.request("PUT", f"/v1/images/{iid}/checksum", headers=checksum, keep_body=True),
         200,
@@ -130,6 +139,24 @@ async def seed_registryd(conn: Connection, blobs: list[Blob]) -> None:
         ),
         200,
     )
+
+
+async def seed_registryd_with_token(
+    conn: Connection, blobs: list[Blob], user: str, password: str
+) -> dict[str, str]:
+    """Seed a registryd in token mode the way docker 1.x pushes (the index hands out a
+    write token, then a read token); return the headers of a pull with that read token."""
+    basic = base64.b64encode(f"{user}:{password}".encode()).decode()
+    index = {"Authorization": f"Basic {basic}", "X-Docker-Token": "true"}
+    images = json.dumps([{"id": blob.image_id} for blob in blobs]).encode()
+    repo = f"/v1/repositories/{REPOSITORY}"
+    resp = _check(await conn.request("PUT", f"{repo}/", headers=index, body=images), 200)
+    write = {"Authorization": "Token " + resp.headers["x-docker-token"]}
+    for blob in blobs:
+        layer = blob_bytes(blob.label, blob.size)
+        await v1_push(conn, blob.image_id, layer, len(layer), headers=write)
+    resp = _check(await conn.request("GET", f"{repo}/images", headers=index, keep_body=True), 200)
+    return {"Authorization": "Token " + resp.headers["x-docker-token"]}
 
 
 async def seed_distribution(conn: Connection, blobs: list[Blob]) -> None:
@@ -184,7 +211,9 @@ def make_blob(label: str, size: int) -> Blob:
 # Operations -------------------------------------------------------------------
 
 
-def pulls(target: str, blobs: list[Blob]) -> Iterator[Operation]:
+def pulls(
+    target: str, blobs: list[Blob], headers: dict[str, str] | None = None
+) -> Iterator[Operation]:
     """GET each blob in turn, forever; each operation returns the body bytes received."""
     n = 0
     while True:
@@ -192,7 +221,7 @@ def pulls(target: str, blobs: list[Blob]) -> Iterator[Operation]:
         n += 1
 
         async def pull(conn: Connection, path: str = path) -> int:
-            return _check(await conn.request("GET", path), 200).body_bytes
+            return _check(await conn.request("GET", path, headers=headers), 200).body_bytes
 
         yield pull
 

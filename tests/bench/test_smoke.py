@@ -46,6 +46,7 @@ async def test_bench_smoke_run_reports_every_section(tmp_path: Path) -> None:
         "| memory |",
         "| unpinned, 2 workers |",
         "## Worker scaling",
+        "## Access checks on the pull path",
     ):
         assert section in report
     assert "FAILED" not in report  # every request of the smoke run succeeded
