@@ -39,7 +39,7 @@ from registryd.errors import RegistryError
 from registryd.ops.config_check import describe
 from registryd.ops.logs import configure_logging
 from registryd.ops.metrics import multiprocess_metrics
-from registryd.server import serve
+from registryd.server import raise_open_files_limit, serve
 from registryd.storage.filesystem import FilesystemBackend
 from registryd.workers import serve_workers
 
@@ -201,6 +201,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
                 return 0
             with multiprocess_metrics(settings.metrics_dir) as metrics_dir:
                 settings = dataclasses.replace(settings, metrics_dir=metrics_dir)
+                raise_open_files_limit()  # inherited by the workers
                 if settings.workers > 1:
                     applied = asyncio.run(_migrate(db.url))  # once, before any worker serves
                     if applied:

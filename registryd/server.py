@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import signal
 import time
 
@@ -113,3 +114,21 @@ async def drain(
         drain_seconds,
         extra={"fields": {"drain_seconds": round(drain_seconds, 3), "cancelled": cancelled}},
     )
+
+
+def raise_open_files_limit() -> int:
+    """Raise the soft limit on open descriptors to the hard one; return the new soft limit.
+
+    Every connection, every blob kept open for reuse (``open_files``) and every
+    upload holds a descriptor, and a soft limit of 1024 is still common. Go's
+    runtime and nginx's ``worker_rlimit_nofile`` do the same.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            log.warning("could not raise the open files limit above %d", soft)
+            return soft
+        log.debug("open files limit raised from %d to %d", soft, hard)
+    return hard
