@@ -173,8 +173,9 @@ class Bench:
 
     async def pinned(self) -> None:
         os.sched_setaffinity(0, {1})  # the load generator: CPU 1; servers: CPU 0
-        servers = {name: self.start(name, "0", 1) for name in self.targets}
+        servers: dict[str, Server] = {}
         try:
+            start_all(servers, {n: functools.partial(self.start, n, "0", 1) for n in self.targets})
             await self.seed(servers)
             for conc in self.plan.pull_concurrency:
                 await self.interleaved(
@@ -297,11 +298,15 @@ class Bench:
         """
         os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
         one, two = SCALING
-        servers = {
-            one: start_registryd(self.workdir / "scaling-1", "0", 1),
-            two: start_registryd(self.workdir / "scaling-2", "0,1", 2),
-        }
+        servers: dict[str, Server] = {}
         try:
+            start_all(
+                servers,
+                {
+                    one: lambda: start_registryd(self.workdir / "scaling-1", "0", 1),
+                    two: lambda: start_registryd(self.workdir / "scaling-2", "0,1", 2),
+                },
+            )
             await self.seed(servers)
             layers = UniqueLayers(self.plan.push_bytes, self.nonce + "s")
             await self.pushes(
@@ -328,11 +333,17 @@ class Bench:
         each image request also asks PostgreSQL which repositories hold the image."""
         os.sched_setaffinity(0, {1})
         off, token = AUTH_MODES
-        servers = {
-            off: start_registryd(self.workdir / "auth-none", "0", 1),
-            token: start_registryd(self.workdir / "auth-token", "0", 1, auth_mode="token"),
-        }
+        servers: dict[str, Server] = {}
         try:
+            start_all(
+                servers,
+                {
+                    off: lambda: start_registryd(self.workdir / "auth-none", "0", 1),
+                    token: lambda: start_registryd(
+                        self.workdir / "auth-token", "0", 1, auth_mode="token"
+                    ),
+                },
+            )
             await self.seed({off: servers[off]})
             conn = Connection("127.0.0.1", servers[token].port)
             try:
@@ -356,8 +367,11 @@ class Bench:
 
     async def unpinned(self, workers: int) -> None:
         os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
-        servers = {name: self.start(name, None, workers) for name in self.targets}
+        servers: dict[str, Server] = {}
         try:
+            start_all(
+                servers, {n: functools.partial(self.start, n, None, workers) for n in self.targets}
+            )
             await self.seed(servers)
             section = f"unpinned, {workers} workers"
             await self.interleaved(
@@ -386,6 +400,13 @@ class Bench:
         finally:
             for server in servers.values():
                 server.stop()
+
+
+def start_all(servers: dict[str, Server], starters: dict[str, Callable[[], Server]]) -> None:
+    """Start each server in turn into ``servers``, so that the caller's cleanup stops every
+    one that started even when a later one fails to."""
+    for name, start in starters.items():
+        servers[name] = start()
 
 
 SCALING = ("registryd, 1 worker on CPU 0", "registryd, 2 workers on CPUs 0-1")
