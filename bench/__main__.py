@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -173,9 +173,8 @@ class Bench:
 
     async def pinned(self) -> None:
         os.sched_setaffinity(0, {1})  # the load generator: CPU 1; servers: CPU 0
-        servers: dict[str, Server] = {}
-        try:
-            start_all(servers, {n: functools.partial(self.start, n, "0", 1) for n in self.targets})
+        starters = {n: functools.partial(self.start, n, "0", 1) for n in self.targets}
+        with running(starters) as servers:
             await self.seed(servers)
             for conc in self.plan.pull_concurrency:
                 await self.interleaved(
@@ -208,9 +207,6 @@ class Bench:
                     only=WRITERS,
                 )
             await self.memory(servers)
-        finally:
-            for server in servers.values():
-                server.stop()
 
     async def pushes(
         self,
@@ -298,15 +294,12 @@ class Bench:
         """
         os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
         one, two = SCALING
-        servers: dict[str, Server] = {}
-        try:
-            start_all(
-                servers,
-                {
-                    one: lambda: start_registryd(self.workdir / "scaling-1", "0", 1),
-                    two: lambda: start_registryd(self.workdir / "scaling-2", "0,1", 2),
-                },
-            )
+        with running(
+            {
+                one: lambda: start_registryd(self.workdir / "scaling-1", "0", 1),
+                two: lambda: start_registryd(self.workdir / "scaling-2", "0,1", 2),
+            }
+        ) as servers:
             await self.seed(servers)
             layers = UniqueLayers(self.plan.push_bytes, self.nonce + "s")
             await self.pushes(
@@ -324,26 +317,20 @@ class Bench:
                 self.plan.metadata_concurrency,
                 unit="req/s",
             )
-        finally:
-            for server in servers.values():
-                server.stop()
 
     async def auth(self) -> None:
         """registryd with auth off (as in every other section) next to token auth, where
         each image request also asks PostgreSQL which repositories hold the image."""
         os.sched_setaffinity(0, {1})
         off, token = AUTH_MODES
-        servers: dict[str, Server] = {}
-        try:
-            start_all(
-                servers,
-                {
-                    off: lambda: start_registryd(self.workdir / "auth-none", "0", 1),
-                    token: lambda: start_registryd(
-                        self.workdir / "auth-token", "0", 1, auth_mode="token"
-                    ),
-                },
-            )
+        with running(
+            {
+                off: lambda: start_registryd(self.workdir / "auth-none", "0", 1),
+                token: lambda: start_registryd(
+                    self.workdir / "auth-token", "0", 1, auth_mode="token"
+                ),
+            }
+        ) as servers:
             await self.seed({off: servers[off]})
             conn = Connection("127.0.0.1", servers[token].port)
             try:
@@ -361,17 +348,12 @@ class Bench:
                 ),
                 self.plan.pull_concurrency[-2],
             )
-        finally:
-            for server in servers.values():
-                server.stop()
 
     async def unpinned(self, workers: int) -> None:
         os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
-        servers: dict[str, Server] = {}
-        try:
-            start_all(
-                servers, {n: functools.partial(self.start, n, None, workers) for n in self.targets}
-            )
+        with running(
+            {n: functools.partial(self.start, n, None, workers) for n in self.targets}
+        ) as servers:
             await self.seed(servers)
             section = f"unpinned, {workers} workers"
             await self.interleaved(
@@ -397,16 +379,19 @@ class Bench:
                 layers,
                 self.plan.push_concurrency[1],
             )
-        finally:
-            for server in servers.values():
-                server.stop()
 
 
-def start_all(servers: dict[str, Server], starters: dict[str, Callable[[], Server]]) -> None:
-    """Start each server in turn into ``servers``, so that the caller's cleanup stops every
-    one that started even when a later one fails to."""
-    for name, start in starters.items():
-        servers[name] = start()
+@contextlib.contextmanager
+def running(starters: Mapping[str, Callable[[], Server]]) -> Iterator[dict[str, Server]]:
+    """Start each server in turn; stop every one that started, also when a later one fails."""
+    servers: dict[str, Server] = {}
+    try:
+        for name, start in starters.items():
+            servers[name] = start()
+        yield servers
+    finally:
+        for server in servers.values():
+            server.stop()
 
 
 SCALING = ("registryd, 1 worker on CPU 0", "registryd, 2 workers on CPUs 0-1")
