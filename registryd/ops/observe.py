@@ -84,30 +84,33 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         duration = time.perf_counter() - started
         received = request.content.total_bytes
         route_metrics.observe(status, duration, received, sent)
-        cancelled_by_drain = status == STATUS_GONE and lifecycle.draining
-        log.log(
-            logging.DEBUG if route in QUIET_ROUTES and status < 500 else logging.INFO,
-            "%s %s %d",
-            request.method,
-            request.path_qs,
-            status,
-            extra={
-                "fields": {
-                    "request_id": rid,
-                    "method": request.method,
-                    "path": request.path,
-                    "route": route,
-                    "status": status,
-                    "bytes_received": received,
-                    "bytes_sent": sent,
-                    "duration_ms": round(duration * 1000, 3),
-                    "user": request.get(USER),
-                    "repository": repository_of(request),
-                    "remote": request.remote,
-                    "cancelled_by_drain": cancelled_by_drain or None,
-                }
-            },
-        )
+        level = logging.DEBUG if route in QUIET_ROUTES and status < 500 else logging.INFO
+        # The line's fields cost more than this check; skip them when it is not logged.
+        if log.isEnabledFor(level):
+            cancelled_by_drain = status == STATUS_GONE and lifecycle.draining
+            log.log(
+                level,
+                "%s %s %d",
+                request.method,
+                request.path_qs,
+                status,
+                extra={
+                    "fields": {
+                        "request_id": rid,
+                        "method": request.method,
+                        "path": request.path,
+                        "route": route,
+                        "status": status,
+                        "bytes_received": received,
+                        "bytes_sent": sent,
+                        "duration_ms": round(duration * 1000, 3),
+                        "user": request.get(USER),
+                        "repository": repository_of(request),
+                        "remote": request.remote,
+                        "cancelled_by_drain": cancelled_by_drain or None,
+                    }
+                },
+            )
 
 
 class UnroutedAccessLogger(AbstractAccessLogger):
