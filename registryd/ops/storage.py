@@ -65,29 +65,25 @@ class ObservedWriter(FilesystemWriter):
 
 
 class ObservedAppender(FilesystemAppender):
-    """A counting proxy for the appender the backend opened (one v2 chunk request)."""
+    """One v2 chunk request's appender, counted."""
 
-    def __init__(self, inner: FilesystemAppender, metrics: Metrics) -> None:
-        # No super().__init__(): every public method goes to ``inner``.
-        self._inner = inner
+    def __init__(
+        self, path: Path, fd: int, offset: int, hasher: Hasher | None, metrics: Metrics
+    ) -> None:
+        super().__init__(path, fd, offset, hasher)
         self._metrics = metrics
-
-    @property
-    def size_bytes(self) -> int:
-        return self._inner.size_bytes
 
     async def write(self, data: bytes | memoryview) -> None:
         with _counting_errors(self._metrics, "write"):
-            await self._inner.write(data)
+            await super().write(data)
 
     async def finish(self) -> int:
         with _counting_errors(self._metrics, "commit"):
-            return await self._inner.finish()
+            return await super().finish()
 
     async def __aenter__(self) -> Self:
-        await self._inner.__aenter__()
         self._metrics.uploads_in_progress.inc()
-        return self
+        return await super().__aenter__()
 
     async def __aexit__(
         self,
@@ -97,7 +93,7 @@ class ObservedAppender(FilesystemAppender):
     ) -> None:
         try:
             with _counting_errors(self._metrics, "cancel"):
-                await self._inner.__aexit__(exc_type, exc, tb)
+                await super().__aexit__(exc_type, exc, tb)
         finally:
             self._metrics.uploads_in_progress.dec()
 
@@ -130,12 +126,16 @@ class ObservedFilesystemBackend(FilesystemBackend):
         with _counting_errors(self._metrics, "create_upload"):
             return await super().create_upload()
 
+    def _appender(
+        self, path: Path, fd: int, offset: int, hasher: Hasher | None
+    ) -> ObservedAppender:
+        return ObservedAppender(path, fd, offset, hasher, self._metrics)
+
     async def append_upload(
         self, upload_key: str, offset: int, hasher: Hasher | None
-    ) -> ObservedAppender:
+    ) -> FilesystemAppender:
         with _counting_errors(self._metrics, "append_upload"):
-            inner = await super().append_upload(upload_key, offset, hasher)
-        return ObservedAppender(inner, self._metrics)
+            return await super().append_upload(upload_key, offset, hasher)
 
     async def commit_upload(
         self, upload_key: str, size_bytes: int, expected: Digest, hasher: Hasher | None

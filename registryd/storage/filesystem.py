@@ -307,6 +307,12 @@ class FilesystemBackend:
     async def create_upload(self) -> str:
         return await asyncio.get_running_loop().run_in_executor(None, self._create_upload_sync)
 
+    def _appender(
+        self, path: Path, fd: int, offset: int, hasher: Hasher | None
+    ) -> FilesystemAppender:
+        """The appender for an opened session file (a subclass may count its work)."""
+        return FilesystemAppender(path, fd, offset, hasher)
+
     def _append_upload_sync(
         self, upload_key: str, offset: int, hasher: Hasher | None
     ) -> FilesystemAppender:
@@ -326,7 +332,7 @@ class FilesystemBackend:
         except BaseException:
             os.close(fd)
             raise
-        return FilesystemAppender(path, fd, offset, hasher)
+        return self._appender(path, fd, offset, hasher)
 
     async def append_upload(
         self, upload_key: str, offset: int, hasher: Hasher | None
