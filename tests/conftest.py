@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -25,24 +27,32 @@ from registryd.db.embedded import EmbeddedPostgres
 from registryd.db.embedded import database_url as url_of_database
 from registryd.db.migrate import apply_migrations
 
-TEMPLATE_DB = "registryd_test_template"
+# One template per test run: two runs against one server must not drop each other's.
+TEMPLATE_DB = "registryd_test_template_" + secrets.token_hex(4)
 
 Client = TestClient[web.Request, web.Application]
 
 
 @pytest.fixture(scope="session")
-def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """URL of a PostgreSQL server the tests may create databases on."""
+def pg_server_url() -> Iterator[str]:
+    """URL of a PostgreSQL server the tests may create databases on.
+
+    The embedded cluster lives outside pytest's temp root: as root, PostgreSQL runs
+    as another user, and every pytest run resets that root to mode 0700, which
+    would cut a concurrent run off from its own database.
+    """
     external = Settings.from_env().database_url
     if external is not None:
         yield external
         return
-    embedded = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data")
+    directory = Path(tempfile.mkdtemp(prefix="registryd-test-pg-"))
+    embedded = EmbeddedPostgres(directory / "data")
     url = embedded.start()
     try:
         yield url
     finally:
         embedded.stop()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 async def _create_template(server_url: str) -> None:
@@ -59,10 +69,19 @@ async def _create_template(server_url: str) -> None:
         await conn.close()
 
 
+async def _drop_template(server_url: str) -> None:
+    conn = await asyncpg.connect(server_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
 @pytest.fixture(scope="session")
-def template_ready(pg_server_url: str) -> str:
+def template_ready(pg_server_url: str) -> Iterator[str]:
     asyncio.run(_create_template(pg_server_url))
-    return pg_server_url
+    yield pg_server_url
+    asyncio.run(_drop_template(pg_server_url))
 
 
 @pytest.fixture
