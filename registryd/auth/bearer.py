@@ -72,8 +72,13 @@ def issue(
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def verify(secret: bytes, token: str, now: float | None = None) -> tuple[str, list[Grant]]:
-    """The subject and grants of a valid token; raise Unauthenticated otherwise.
+def verify(
+    secret: bytes, token: str, now: float | None = None
+) -> tuple[str, list[Grant], frozenset[RepositoryName]]:
+    """The subject, grants and scoped repositories of a valid token; raise Unauthenticated.
+
+    The scoped repositories are all those the token endpoint was asked about,
+    including the ones for which it granted no action.
 
     Only HS256 is accepted (never "none" or an algorithm named by the token),
     and issuer, audience and expiry must all be present and right.
@@ -95,6 +100,7 @@ def verify(secret: bytes, token: str, now: float | None = None) -> tuple[str, li
     subject = claims.get("sub") or ""
     expires = int(claims["exp"])
     grants: list[Grant] = []
+    scoped: set[RepositoryName] = set()
     access = claims.get("access")
     if not isinstance(access, list):
         raise Unauthenticated("Invalid token")
@@ -108,9 +114,10 @@ def verify(secret: bytes, token: str, now: float | None = None) -> tuple[str, li
         actions = entry.get("actions")
         if not isinstance(actions, list):
             raise Unauthenticated("Invalid token")
+        scoped.add(repository)
         grants += [
             Grant(subject, repository, ACTION_ACCESS[a], expires)
             for a in actions
             if a in ACTION_ACCESS
         ]
-    return subject, grants
+    return subject, grants, frozenset(scoped)

@@ -14,6 +14,7 @@ from registryd.auth.tokens import Grant, parse_token_header, verify_token
 from registryd.domain import users
 from registryd.domain.services import Services
 from registryd.errors import Unauthenticated
+from registryd.names import RepositoryName
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,8 @@ class Caller:
     grants: list[Grant] = field(default_factory=list)
     # A v2 bearer token: it decides alone, even when it grants nothing.
     bearer: bool = False
+    # The repositories a bearer token was issued for, granted or not.
+    token_scopes: frozenset[RepositoryName] = frozenset()
 
     @property
     def via_token(self) -> bool:
@@ -70,9 +73,9 @@ async def resolve_caller(request: web.Request, svc: Services) -> Caller:
         caller = Caller(identity, grants)
     elif scheme.lower() == "bearer":
         # v2 clients present the JWT our token endpoint issued (Docker token flow).
-        subject, grants = bearer.verify(svc.token_secret, value.strip())
+        subject, grants, scoped = bearer.verify(svc.token_secret, value.strip())
         identity = Identity(subject) if subject else ANONYMOUS
-        caller = Caller(identity, grants, bearer=True)
+        caller = Caller(identity, grants, bearer=True, token_scopes=scoped)
     else:
         raise Unauthenticated("Unsupported authorization scheme")
     request[CALLER] = caller

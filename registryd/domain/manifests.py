@@ -10,7 +10,7 @@ lets point at a manifest pushed later.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,8 +147,10 @@ async def put_manifest(
     reference: Reference,
     body: bytes,
     content_type: str | None,
+    tags: Sequence[str] = (),
 ) -> tuple[Digest, ParsedManifest]:
-    """Store the manifest (and point the tag at it); return its digest and what it says.
+    """Store the manifest (and point the tag, and ``tags``, at it); return its digest
+    and what it says.
 
     A digest reference must be the digest of ``body`` (DigestInvalid otherwise).
     Raises ManifestInvalid, ManifestBlobUnknown.
@@ -183,6 +185,8 @@ async def put_manifest(
         )
         if not isinstance(reference, Digest):
             await queries.upsert_v2_tag(conn, repo.repository_id, reference, digest)
+        for tag in tags:
+            await queries.upsert_v2_tag(conn, repo.repository_id, tag, digest)
     return digest, parsed
 
 

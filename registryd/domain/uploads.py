@@ -189,16 +189,18 @@ async def complete_upload(
     upload_id: str,
     digest: Digest,
     body: AsyncIterator[bytes | memoryview],
+    chunk_range: ChunkRange | None = None,
 ) -> None:
     """PUT ?digest= (spec end-6): append the final chunk, verify and store the blob.
 
-    On DigestMismatch the session is removed with its bytes (as distribution does).
+    On DigestMismatch the session is removed with its bytes (as distribution does);
+    a final chunk out of order raises UploadRangeInvalid and keeps the session.
     """
     claim = await _claim(svc, name, upload_id)
     size = claim.size_bytes
     committed = False
     try:
-        size = await _append(svc, claim, body, None)
+        size = await _append(svc, claim, body, chunk_range)
         hasher = svc.upload_hashes.take(upload_id, size)
         try:
             await svc.storage.commit_upload(upload_id, size, digest, hasher)

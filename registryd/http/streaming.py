@@ -129,11 +129,12 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
 
     The end is clamped to the last byte, which also absorbs docker's
     ``bytes=<n>-<size>`` off-by-one. Malformed and multi-range headers are
-    ignored (None). Raises RangeNotSatisfiable when the start is past the end.
+    ignored (None). Raises RangeNotSatisfiable when the start is past the end
+    or the end is before the start.
     """
     if header is None:
         return None
-    match = _RANGE_RE.match(header)
+    match = _RANGE_RE.fullmatch(header)
     if match is None:
         return None
     first, last = match.group(1), match.group(2)
@@ -146,7 +147,9 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
         return ByteRange(max(0, size - suffix), size - 1)
     start = int(first)
     if last and int(last) < start:
-        return None
+        # "bytes=500-0": well-formed but selects nothing; 416, as RFC 9110 and the
+        # OCI conformance suite expect, rather than silently sending everything.
+        raise RangeNotSatisfiable()
     if start >= size:
         raise RangeNotSatisfiable()
     end = min(int(last), size - 1) if last else size - 1

@@ -10,11 +10,16 @@ from registryd.auth.credentials import Caller, resolve_caller
 from registryd.auth.policy import Action, authorize
 from registryd.auth.tokens import Grant, issue_token
 from registryd.domain import repositories
-from registryd.errors import AccessDenied, Unauthenticated
+from registryd.errors import (
+    AccessDenied,
+    RepositoryNameInvalid,
+    RepositoryUnknown,
+    Unauthenticated,
+)
 from registryd.http.streaming import read_body
 from registryd.keys import SERVICES
 from registryd.names import RepositoryName
-from registryd.v1.paths import repository_in_path
+from registryd.v1.paths import name_of_deep_path, repository_in_path
 from registryd.v1.responses import NO_CACHE, json_response
 
 
@@ -104,3 +109,16 @@ async def get_search(request: web.Request) -> web.Response:
     caller = await resolve_caller(request, svc)
     result = await repositories.search(svc, dict(request.query), caller.identity)
     return json_response(result)
+
+
+async def deep_repository_path(request: web.Request) -> web.Response:
+    """Any ``/v1/repositories/`` URL that no route took: a name of three or more segments
+    (400 on writes, 404 on reads, like every other invalid name) or a wrong method."""
+    path = request.match_info["path"]
+    segments = name_of_deep_path(path)
+    if len(segments) <= 2:
+        # A valid form, asked with a method it does not answer.
+        raise web.HTTPMethodNotAllowed(request.method, ["GET", "PUT", "DELETE"])
+    if request.method in ("GET", "HEAD"):
+        raise RepositoryUnknown()
+    raise RepositoryNameInvalid("/".join(segments), "at most two path segments (namespace/name)")

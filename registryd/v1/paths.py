@@ -20,6 +20,20 @@ def repository_in_path(request: web.Request, *, reading: bool) -> RepositoryName
         raise
 
 
+# What may follow a repository name in a /v1/repositories/ URL.
+_SUFFIXES = frozenset({"images", "auth", "properties", "tags"})
+
+
+def name_of_deep_path(path: str) -> list[str]:
+    """The name segments of ``<name>[/<suffix>]`` once a known suffix is taken off."""
+    segments = path.rstrip("/").split("/")
+    if len(segments) > 2 and segments[-2] == "tags":
+        return segments[:-2]
+    if segments[-1] in _SUFFIXES:
+        return segments[:-1]
+    return segments
+
+
 def tag_in_path(request: web.Request, *, reading: bool) -> str:
     raw = request.match_info["tag"]
     try:

@@ -43,3 +43,5 @@ def add_routes(app: web.Application) -> None:
         r.add_get(repo + "/tags/{tag}", tags.get_tag)
         r.add_put(repo + "/tags/{tag}", tags.put_tag)
         r.add_delete(repo + "/tags/{tag}", tags.delete_tag)
+    # Last: a name of three or more segments matched none of the forms above.
+    r.add_route("*", "/v1/repositories/{path:(?:[^/]+/){2,}.*}", index.deep_repository_path)

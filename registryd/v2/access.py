@@ -39,19 +39,44 @@ def challenge_header(request: web.Request, challenge: AuthChallenge) -> str:
     return "Bearer " + ",".join(parts)
 
 
-async def authorize(request: web.Request, action: Action, name: RepositoryName) -> None:
-    """Allow ``action`` on ``name`` or raise AuthChallenge (401) / AccessDenied (403)."""
+async def authorize(
+    request: web.Request,
+    action: Action,
+    name: RepositoryName,
+    also_read: RepositoryName | None = None,
+) -> None:
+    """Allow ``action`` on ``name`` or raise AuthChallenge (401) / AccessDenied (403).
+
+    ``also_read`` is a repository the request would like to read as well (the
+    ``from`` of a mount): the challenge asks for its pull scope too, so that the
+    token the client fetches can mount rather than silently re-upload.
+    """
+    wanted = scope(name, action)
+    if also_read is not None and also_read != name:
+        wanted += " " + scope(also_read, Action.READ)
     try:
         await policy.authorize(request, action, name)
     except Unauthenticated as exc:
-        raise AuthChallenge(exc.reason, scope(name, action), "invalid_token") from None
+        # RFC 6750 §3.1: "invalid_token" only when a token was presented at all.
+        error = "invalid_token" if "Authorization" in request.headers else None
+        raise AuthChallenge(exc.reason, wanted, error) from None
     except AccessDenied as exc:
         caller = request.get(CALLER)
         if caller is not None and caller.bearer:
-            raise AuthChallenge(exc.reason, scope(name, action), "insufficient_scope") from None
+            raise AuthChallenge(exc.reason, wanted, "insufficient_scope") from None
         if caller is not None and caller.identity.is_anonymous:
-            raise AuthChallenge(exc.reason, scope(name, action)) from None
+            raise AuthChallenge(exc.reason, wanted) from None
         raise
+
+
+def token_never_asked_for(request: web.Request, name: RepositoryName) -> bool:
+    """Whether the caller's bearer token was issued without any scope for ``name``.
+
+    Then a fresh token might grant it, and a 401 naming that scope is worth a
+    retry; a token that was asked and refused gets no second challenge (no loop).
+    """
+    caller = request.get(CALLER)
+    return caller is not None and caller.bearer and name not in caller.token_scopes
 
 
 async def may(request: web.Request, action: Action, name: RepositoryName) -> bool:

@@ -116,8 +116,12 @@ def render(request: web.Request, exc: e.RegistryError | web.HTTPException) -> we
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         code = _HTTP_CODES.get(exc.status, "UNSUPPORTED")
         return error_response(exc.status, code, exc.reason.lower(), headers=headers)
+    headers = None
+    if isinstance(exc, e.UploadRangeInvalid) and exc.size_bytes is not None:
+        # Where the upload really ends, so the client can resume from there (spec end-5/6).
+        headers = {"Range": f"0-{max(exc.size_bytes - 1, 0)}"}
     for cls in type(exc).__mro__:
         if cls in TABLE:
             status, code, message, detail = TABLE[cls]
-            return error_response(status, code, message, detail(exc))
+            return error_response(status, code, message, detail(exc), headers)
     raise TypeError(f"no v2 rendering for {type(exc).__name__}") from exc

@@ -4,19 +4,34 @@
 from __future__ import annotations
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from registryd.auth.policy import Action
 from registryd.domain import manifests
+from registryd.errors import DigestInvalid, ManifestUnknown, TagNameInvalid
 from registryd.http.streaming import read_body
 from registryd.keys import SERVICES
+from registryd.names import parse_tag
 from registryd.v2.access import authorize
 from registryd.v2.urls import manifest_url, repository_name
+
+
+def _readable_reference(text: str) -> manifests.Reference:
+    """A GET/HEAD reference: one that can name no manifest is unknown (404), not invalid.
+
+    The spec's only failure for end-3 is 404 MANIFEST_UNKNOWN; TAG_INVALID is a
+    legacy code it does not list.
+    """
+    try:
+        return manifests.parse_reference(text)
+    except (TagNameInvalid, DigestInvalid):
+        raise ManifestUnknown(text) from None
 
 
 async def get_manifest(request: web.Request) -> web.Response:
     """The stored bytes with their own media type; HEAD shares it (aiohttp drops the body)."""
     name = repository_name(request)
-    reference = manifests.parse_reference(request.match_info["reference"])
+    reference = _readable_reference(request.match_info["reference"])
     await authorize(request, Action.READ, name)
     manifest = await manifests.get_manifest(request.app[SERVICES], name, reference)
     etag = f'"{manifest.digest}"'
@@ -31,15 +46,22 @@ async def get_manifest(request: web.Request) -> web.Response:
 async def put_manifest(request: web.Request) -> web.Response:
     name = repository_name(request)
     reference = manifests.parse_reference(request.match_info["reference"])
+    # Next spec version (end-7b): "?tag=a&tag=b" tags the manifest pushed by digest
+    # in the same request; each tag applied is echoed in an OCI-Tag header.
+    tags = [parse_tag(text) for text in request.query.getall("tag", [])]
     await authorize(request, Action.WRITE, name)
     body = await read_body(request, manifests.MAX_MANIFEST_BYTES)
     digest, parsed = await manifests.put_manifest(
-        request.app[SERVICES], name, reference, body, request.headers.get("Content-Type")
+        request.app[SERVICES], name, reference, body, request.headers.get("Content-Type"), tags
     )
-    headers = {"Location": manifest_url(request, digest), "Docker-Content-Digest": str(digest)}
+    headers = CIMultiDict(
+        {"Location": manifest_url(request, digest), "Docker-Content-Digest": str(digest)}
+    )
     if parsed.subject is not None:
         # We keep the referrers index: clients need not maintain the fallback tag.
         headers["OCI-Subject"] = str(parsed.subject)
+    for tag in dict.fromkeys(tags):
+        headers.add("OCI-Tag", tag)
     return web.Response(status=201, headers=headers)
 
 

@@ -16,11 +16,11 @@ from aiohttp import web
 from registryd.auth.policy import Action
 from registryd.digest import Digest
 from registryd.domain import blobs, uploads
-from registryd.errors import DigestInvalid, UploadRangeInvalid
+from registryd.errors import AuthChallenge, DigestInvalid, UploadRangeInvalid
 from registryd.http.streaming import body_chunks
 from registryd.keys import SERVICES
 from registryd.names import RepositoryName
-from registryd.v2.access import authorize, may
+from registryd.v2.access import authorize, may, scope, token_never_asked_for
 from registryd.v2.urls import blob_url, repository_name, upload_url
 
 _CONTENT_RANGE_RE = re.compile(r"^\s*(?:bytes[ =])?(\d{1,18})-(\d{1,18})(?:/(?:\d+|\*))?\s*$")
@@ -64,17 +64,19 @@ async def post_upload(request: web.Request) -> web.Response:
     digest = _query_digest(request, "digest")
     source_text = request.query.get("from")
     source = RepositoryName.parse_oci(source_text) if source_text is not None else None
-    await authorize(request, Action.WRITE, name)
+    await authorize(request, Action.WRITE, name, also_read=source if mount else None)
     svc = request.app[SERVICES]
     # Without "from" we do not look for the blob elsewhere: that would tell the
     # client about blobs in repositories it cannot read. Otherwise: a session.
-    if (
-        mount is not None
-        and source is not None
-        and await may(request, Action.READ, source)
-        and await blobs.mount_blob(svc, name, source, mount)
-    ):
-        return _created(request, mount)
+    if mount is not None and source is not None:
+        if await may(request, Action.READ, source):
+            if await blobs.mount_blob(svc, name, source, mount):
+                return _created(request, mount)
+        elif token_never_asked_for(request, source):
+            # The token came from a challenge for the target alone: ask for the
+            # source's pull scope too, or every mount silently becomes a re-upload.
+            wanted = f"{scope(name, Action.WRITE)} {scope(source, Action.READ)}"
+            raise AuthChallenge("token lacks the mount source", wanted, "insufficient_scope")
     if digest is not None:
         body = body_chunks(request, svc.settings.max_layer_bytes)
         await uploads.upload_whole_blob(svc, name, digest, body)
@@ -101,10 +103,13 @@ async def put_upload(request: web.Request) -> web.Response:
     digest = _query_digest(request, "digest")
     if digest is None:
         raise DigestInvalid("(missing ?digest=)")
+    # The closing PUT may carry the last chunk with its Content-Range (spec end-6);
+    # one at the wrong offset is 416 and the session is kept so the client can resume.
+    chunk_range = _chunk_range(request)
     await authorize(request, Action.WRITE, name)
     svc = request.app[SERVICES]
     body = body_chunks(request, svc.settings.max_layer_bytes)
-    await uploads.complete_upload(svc, name, upload_id, digest, body)
+    await uploads.complete_upload(svc, name, upload_id, digest, body, chunk_range)
     return _created(request, digest)
 
 
