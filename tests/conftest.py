@@ -8,6 +8,7 @@ Migrations are applied once into a template; every test gets a fresh clone.
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 import shutil
 import tempfile
@@ -144,3 +145,21 @@ def blockbuster() -> Iterator[None]:
         # (and blockbuster allows there): it returns EAGAIN instead of waiting for the client.
         bb.functions["os.sendfile"].can_block_in("registryd/http/sendfile.py", "send_file_range")
         yield
+
+
+# Skip reasons of tests that need a tool pip cannot install: "<tool> is not installed",
+# or the conformance suites' variable. Named once at the end, so a quiet skip is seen.
+_MISSING_TOOL = re.compile(r"(\S+) is not installed|(OCI_CONFORMANCE_RUN) is not set")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    missing: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else ""
+        match = _MISSING_TOOL.search(reason)
+        if match is not None:
+            tool = match.group(1) or "the OCI conformance suites"
+            missing[tool] = missing.get(tool, 0) + 1
+    if missing:
+        named = ", ".join(f"{tool} ({count} tests)" for tool, count in sorted(missing.items()))
+        terminalreporter.write_line(f"Skipped for lack of a client or tool: {named}")
