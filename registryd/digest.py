@@ -22,7 +22,7 @@ class Digest:
     @classmethod
     def parse(cls, text: str) -> Digest:
         """Parse ``algorithm:hex``; raise DigestInvalid for anything else."""
-        match = _DIGEST_RE.match(text)
+        match = _DIGEST_RE.fullmatch(text)
         if match is None or len(match.group(2)) != _HEX_LENGTH[match.group(1)]:
             raise DigestInvalid(text)
         return cls(match.group(1), match.group(2))

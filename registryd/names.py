@@ -30,7 +30,7 @@ RESERVED_REPOSITORY_NAMES = frozenset({"images", "tags", "auth", "json", "proper
 
 def parse_image_id(text: str) -> ImageId:
     """Return the id if it is 64 lowercase hex; raise ImageIdInvalid otherwise."""
-    if _IMAGE_ID_RE.match(text) is None:
+    if _IMAGE_ID_RE.fullmatch(text) is None:
         raise ImageIdInvalid(text)
     return ImageId(text)
 
@@ -46,9 +46,9 @@ class RepositoryName:
     def parse(cls, namespace: str | None, repository: str) -> RepositoryName:
         """Validate both parts; raise RepositoryNameInvalid naming what is wrong."""
         ns = LIBRARY_NAMESPACE if namespace is None else namespace
-        if ns != LIBRARY_NAMESPACE and _NAMESPACE_RE.match(ns) is None:
+        if ns != LIBRARY_NAMESPACE and _NAMESPACE_RE.fullmatch(ns) is None:
             raise RepositoryNameInvalid(ns, "namespace must be 4-30 characters of a-z, 0-9 and _")
-        if _REPOSITORY_RE.match(repository) is None:
+        if _REPOSITORY_RE.fullmatch(repository) is None:
             raise RepositoryNameInvalid(
                 repository,
                 "repository name must match ^[a-z0-9][a-z0-9._-]{0,254}$",
@@ -65,7 +65,7 @@ class RepositoryName:
         same repository in both APIs; a one-component name lives in ``library``.
         Deeper names (``alice/tools/app``) keep the rest as the repository part.
         """
-        if len(text) > OCI_NAME_MAX_LENGTH or _OCI_NAME_RE.match(text) is None:
+        if len(text) > OCI_NAME_MAX_LENGTH or _OCI_NAME_RE.fullmatch(text) is None:
             raise RepositoryNameInvalid(text, "name must match the OCI distribution name grammar")
         namespace, slash, repository = text.partition("/")
         if not slash:
@@ -84,6 +84,6 @@ class RepositoryName:
 
 def parse_tag(text: str) -> str:
     """Return the tag if it matches the ASCII tag grammar; raise TagNameInvalid."""
-    if _TAG_RE.match(text) is None:
+    if _TAG_RE.fullmatch(text) is None:
         raise TagNameInvalid(text)
     return text

@@ -28,7 +28,7 @@ def load_migrations() -> list[Migration]:
     """The packaged migrations sorted by version; raise if two share a number."""
     found: dict[int, Migration] = {}
     for entry in resources.files("registryd.db").joinpath("migrations").iterdir():
-        match = _NAME_RE.match(entry.name)
+        match = _NAME_RE.fullmatch(entry.name)
         if match is None:
             continue
         version = int(match.group(1))

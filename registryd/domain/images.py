@@ -9,10 +9,10 @@ ImageBeingUploaded; writes to a complete one with ImageAlreadyExists.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from registryd import jsonbody
 from registryd.db import queries
 from registryd.db.queries import ImageRow
 from registryd.digest import Sha256, payload_checksum_hasher
@@ -39,9 +39,9 @@ from registryd.storage.base import BlobWriter, OpenBlob
 def parse_image_json(image_id: ImageId, body: bytes) -> ImageId | None:
     """Validate a PUT json body (checks in docker-registry's order); return its parent id."""
     try:
-        data: Any = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
-        raise ImageJsonInvalid("Invalid JSON") from None
+        data: Any = jsonbody.parse(body)
+    except jsonbody.JsonInvalid as exc:
+        raise ImageJsonInvalid(exc.reason) from None
     if not isinstance(data, dict):
         raise ImageJsonInvalid("Invalid JSON")
     if "id" not in data:

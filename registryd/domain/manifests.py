@@ -9,11 +9,11 @@ lets point at a manifest pushed later.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from registryd import jsonbody
 from registryd.db import queries
 from registryd.db.queries import ManifestRow, ReferrerRow, RepositoryRow
 from registryd.digest import Digest, digest_of
@@ -102,9 +102,10 @@ def _media_type(data: dict[str, Any], content_type: str | None) -> str:
 def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
     """Check the manifest's shape and collect what it refers to; raise ManifestInvalid."""
     try:
-        data: Any = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
-        raise ManifestInvalid("not JSON") from None
+        data: Any = jsonbody.parse(body)
+    except jsonbody.JsonInvalid as exc:
+        reason = "not JSON" if exc.reason == jsonbody.SYNTAX_ERROR else exc.reason
+        raise ManifestInvalid(reason) from None
     if not isinstance(data, dict):
         raise ManifestInvalid("not a JSON object")
     if data.get("schemaVersion") != 2:

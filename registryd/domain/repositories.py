@@ -3,9 +3,9 @@ visibility and search. Permission checks happen before these are called."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from registryd import jsonbody
 from registryd.auth.identity import Identity
 from registryd.db import queries
 from registryd.db.queries import RepositoryRow
@@ -17,14 +17,19 @@ SEARCH_DEFAULT_PAGE_SIZE = 25
 SEARCH_MAX_PAGE_SIZE = 100
 
 
+def _parse(body: bytes) -> Any:
+    try:
+        return jsonbody.parse(body)
+    except jsonbody.JsonInvalid as exc:
+        reason = "Error Decoding JSON" if exc.reason == jsonbody.SYNTAX_ERROR else exc.reason
+        raise RequestInvalid(reason) from None
+
+
 def parse_image_list(body: bytes) -> list[tuple[str, str | None]]:
     """(id, checksum) pairs from a JSON array of ``{"id", "checksum"?}``; an empty body is []."""
     if not body.strip():
         return []
-    try:
-        data: Any = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
-        raise RequestInvalid("Error Decoding JSON") from None
+    data = _parse(body)
     if not isinstance(data, list):
         raise RequestInvalid("Invalid data: expected a JSON array of images")
     images: list[tuple[str, str | None]] = []
@@ -86,10 +91,7 @@ async def delete(svc: Services, name: RepositoryName) -> None:
 
 def parse_properties(body: bytes) -> bool:
     """``{"access": "private"|"public"}`` -> is_public."""
-    try:
-        data: Any = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
-        raise RequestInvalid("Error Decoding JSON") from None
+    data = _parse(body)
     if not isinstance(data, dict) or data.get("access") not in ("private", "public"):
         raise RequestInvalid('Expected {"access": "private"} or {"access": "public"}')
     return bool(data["access"] == "public")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime
 from typing import Any
 
+from registryd import jsonbody
 from registryd.db import queries
 from registryd.domain.services import Services
 from registryd.errors import (
@@ -43,8 +43,8 @@ def tag_metadata(user_agent: str) -> dict[str, Any]:
 def parse_tag_body(body: bytes) -> str:
     """A tag PUT body is a JSON string holding the image id; raise TagBodyInvalid."""
     try:
-        value = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
+        value = jsonbody.parse(body)
+    except jsonbody.JsonInvalid:
         raise TagBodyInvalid() from None
     if not isinstance(value, str):
         raise TagBodyInvalid()

@@ -32,7 +32,7 @@ RESERVED_USERNAMES = frozenset({LIBRARY_NAMESPACE})
 
 
 def validate_username(username: Any) -> str:
-    if not isinstance(username, str) or USERNAME_RE.match(username) is None:
+    if not isinstance(username, str) or USERNAME_RE.fullmatch(username) is None:
         raise UserInvalid("Username must be 4 to 30 characters of a-z, 0-9 and _")
     if username in RESERVED_USERNAMES:
         raise UserInvalid(f"Username {username!r} is reserved")
@@ -51,7 +51,11 @@ def validate_email(email: Any) -> str | None:
     """An e-mail address, or None when absent or empty (docker >= 1.11 sends none)."""
     if email is None or email == "":
         return None
-    if not isinstance(email, str) or len(email) > _MAX_EMAIL_CHARS or not _EMAIL_RE.match(email):
+    if (
+        not isinstance(email, str)
+        or len(email) > _MAX_EMAIL_CHARS
+        or not _EMAIL_RE.fullmatch(email)
+    ):
         raise UserInvalid("Invalid email address")
     return email
 

@@ -31,7 +31,7 @@ def ensure_request_id(request: web.Request) -> str:
     """The request's id: kept from a well-formed ``X-Request-Id`` header, else generated."""
     if (rid := request.get(REQUEST_ID)) is None:
         incoming = request.headers.get(REQUEST_ID_HEADER, "")
-        rid = incoming if _REQUEST_ID_RE.match(incoming) else secrets.token_hex(8)
+        rid = incoming if _REQUEST_ID_RE.fullmatch(incoming) else secrets.token_hex(8)
         request[REQUEST_ID] = rid
     return rid
 

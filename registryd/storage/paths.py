@@ -53,7 +53,7 @@ def new_upload_key() -> str:
 
 
 def is_upload_key(text: str) -> bool:
-    return _UPLOAD_KEY_RE.match(text) is not None
+    return _UPLOAD_KEY_RE.fullmatch(text) is not None
 
 
 def upload_session_path(root: Path, upload_key: str) -> Path:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 
+from registryd import jsonbody
 from registryd.auth.credentials import resolve_caller
 from registryd.domain import users
 from registryd.errors import Unauthenticated, UserInvalid
@@ -20,9 +20,9 @@ MAX_USER_BODY_BYTES = 16 * 1024
 async def _json_body(request: web.Request) -> Any:
     body = await read_body(request, MAX_USER_BODY_BYTES)
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, ValueError):
-        raise UserInvalid("Invalid JSON") from None
+        return jsonbody.parse(body)
+    except jsonbody.JsonInvalid as exc:
+        raise UserInvalid(exc.reason) from None
 
 
 async def post_users(request: web.Request) -> web.Response:
