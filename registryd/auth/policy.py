@@ -57,6 +57,63 @@ def may(
     return owns and repository.namespace != LIBRARY_NAMESPACE
 
 
+def token_allows(caller: Caller, repository: RepositoryName, action: Action) -> bool:
+    """Whether the caller's tokens grant ``action`` on ``repository``.
+
+    A token never buys more than it grants: whatever its holder's account may
+    do, a token caller acts only within the token's repositories and access.
+    """
+    return any(
+        grant.repository == repository and action in TOKEN_ALLOWS[grant.access]
+        for grant in caller.grants
+    )
+
+
+def caller_may(
+    caller: Caller, repository: RepositoryName, is_public: bool, action: Action, settings: Settings
+) -> bool:
+    """``may`` for a caller: a token caller needs both the account's right and the token's."""
+    if settings.auth_mode == "none":
+        return True
+    if not may(caller.identity, repository, is_public, action, settings):
+        return False
+    return not caller.via_token or token_allows(caller, repository, action)
+
+
+def may_list(
+    caller: Caller, repository: RepositoryName, is_public: bool, settings: Settings
+) -> bool:
+    """Whether a listing (catalog, search) may show ``repository`` to ``caller``.
+
+    A token caller sees public repositories and its tokens' readable ones, never
+    the rest of its account.
+    """
+    if settings.auth_mode == "none":
+        return True
+    if caller.via_token:
+        readable_public = is_public and (
+            not caller.identity.is_anonymous or settings.anonymous_pull
+        )
+        return readable_public or token_allows(caller, repository, Action.READ)
+    return may(caller.identity, repository, is_public, Action.READ, settings)
+
+
+def listing_viewer(caller: Caller) -> Identity:
+    """The identity a search runs as: a token caller lists like an account owning nothing.
+
+    (The empty username is no account's: it owns no namespace, yet is not anonymous.)
+    """
+    return Identity("") if caller.via_token else caller.identity
+
+
+def may_issue_v1_token(caller: Caller, repository: RepositoryName, access: str) -> bool:
+    """Whether a v1 token for ``access`` may be handed to ``caller``: a token caller
+    may only get one that allows nothing beyond what its own tokens allow."""
+    if not caller.via_token:
+        return True
+    return all(token_allows(caller, repository, action) for action in TOKEN_ALLOWS[access])
+
+
 def _refuse(caller: Caller, reason: str) -> Exception:
     """401 for anonymous callers (credentials might help), 403 for known ones."""
     if caller.identity.is_anonymous and not caller.via_token:

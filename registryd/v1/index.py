@@ -7,7 +7,7 @@ import time
 from aiohttp import web
 
 from registryd.auth.credentials import Caller, resolve_caller
-from registryd.auth.policy import Action, authorize
+from registryd.auth.policy import Action, authorize, listing_viewer, may_issue_v1_token
 from registryd.auth.tokens import Grant, issue_token
 from registryd.domain import repositories
 from registryd.errors import (
@@ -29,7 +29,8 @@ def index_headers(
     """X-Docker-Endpoints always; a token for ``access`` when the client asked for one."""
     svc = request.app[SERVICES]
     headers = {**NO_CACHE, "X-Docker-Endpoints": svc.settings.public_host or request.host}
-    if request.headers.get("X-Docker-Token", "").lower() == "true":
+    wants_token = request.headers.get("X-Docker-Token", "").lower() == "true"
+    if wants_token and may_issue_v1_token(caller, name, access):
         grant = Grant(
             username=caller.identity.username or "",
             repository=name,
@@ -107,7 +108,7 @@ async def put_repository_properties(request: web.Request) -> web.Response:
 async def get_search(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
     caller = await resolve_caller(request, svc)
-    result = await repositories.search(svc, dict(request.query), caller.identity)
+    result = await repositories.search(svc, dict(request.query), listing_viewer(caller))
     return json_response(result)
 
 

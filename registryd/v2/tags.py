@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from registryd.auth.policy import Action, may
+from registryd.auth.policy import Action, may_list
 from registryd.db.queries import RepositoryRow
 from registryd.domain import manifests
 from registryd.keys import SERVICES
@@ -43,10 +43,8 @@ async def get_catalog(request: web.Request) -> web.Response:
     settings = request.app[SERVICES].settings
 
     def visible(row: RepositoryRow) -> bool:
-        # The policy's own rule: list only what the caller could pull.
-        return settings.auth_mode == "none" or may(
-            caller.identity, row.name, row.is_public, Action.READ, settings
-        )
+        # The policy's own rule: list only what the caller could pull (a token: within it).
+        return may_list(caller, row.name, row.is_public, settings)
 
     limit = MAX_PAGE if n is None else n
     page = await manifests.list_repositories(request.app[SERVICES], last, limit, visible)

@@ -1,10 +1,13 @@
 """``GET /v2/token``: the Docker token endpoint (the realm of our 401 challenges).
 
-Basic credentials (the same users as v1) or none (anonymous). Each requested
-``scope=repository:<name>:<actions>`` is granted only the actions the policy
-allows this identity; refused actions are left out, not an error, as the token
-spec says. The answer carries ``token`` and ``access_token`` (both spellings
-are read by clients) and its lifetime.
+Basic credentials (the same users as v1), a v1 index token, or none
+(anonymous). Each requested ``scope=repository:<name>:<actions>`` is granted
+only the actions the policy allows this caller: for Basic the whole account,
+for a v1 token at most what that token grants (its repository, its access).
+Refused actions are left out, not an error, as the token spec says. A bearer
+token is refused outright: it cannot be traded for a wider one. The answer
+carries ``token`` and ``access_token`` (both spellings are read by clients)
+and its lifetime.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from aiohttp import web
 
 from registryd.auth import bearer
 from registryd.auth.credentials import resolve_caller
-from registryd.auth.policy import Action, may
+from registryd.auth.policy import Action, caller_may
 from registryd.db import queries
 from registryd.errors import AuthChallenge, Unauthenticated
 from registryd.keys import SERVICES
@@ -26,7 +29,8 @@ _ACTIONS = {"pull": Action.READ, "push": Action.WRITE, "delete": Action.DELETE}
 
 async def get_token(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
-    if request.headers.get("Authorization", "").lower().startswith("bearer "):
+    scheme = request.headers.get("Authorization", "").strip().partition(" ")[0]
+    if scheme.lower() == "bearer":
         raise AuthChallenge("present user credentials, not a token", None)
     try:
         caller = await resolve_caller(request, svc)
@@ -46,8 +50,7 @@ async def get_token(request: web.Request) -> web.Response:
         granted = sorted(
             action
             for action in scope.actions
-            if svc.settings.auth_mode == "none"
-            or may(caller.identity, scope.repository, is_public, _ACTIONS[action], svc.settings)
+            if caller_may(caller, scope.repository, is_public, _ACTIONS[action], svc.settings)
         )
         access.append((scope.name, granted))
     now = time.time()
