@@ -19,7 +19,7 @@ from registryd.errors import (
 )
 from registryd.http.middleware import Handler, request_id
 from registryd.ui import display, session
-from registryd.ui.render import STATIC_DIR, load_assets, page
+from registryd.ui.render import load_assets, page, static_file
 from registryd.ui.throttle import THROTTLE, LoginThrottle
 from registryd.ui.views import account, admin, catalog, image, repository
 
@@ -54,7 +54,6 @@ async def _headers(request: web.Request, response: web.StreamResponse) -> None:
     if not request.path.startswith(f"{PREFIX}/static/"):
         # Pages show private content to whoever is signed in: no shared caches, no back-button.
         response.headers["Cache-Control"] = "no-store"
-    session.store_csrf(request, response)
 
 
 def _status_of(exc: RegistryError) -> int:
@@ -125,7 +124,7 @@ def create_ui_app() -> web.Application:
             web.post("/r/{name:.+?}/-/delete-tag", repository.delete_tag),
             web.post("/r/{name:.+?}/-/delete-manifest", repository.delete_manifest),
             web.get("/r/{name:.+}", repository.repository),
-            web.static("/static", STATIC_DIR, name="static"),
+            web.get("/static/{name}", static_file),
         ]
     )
     return ui

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,27 +18,55 @@ from registryd.ui import session
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
-# Static file name -> short content hash, appended to its URLs so browsers may cache them.
-ASSET_VERSIONS = web.AppKey("ui_asset_versions", dict[str, str])
+_CONTENT_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
 
 
-def _read_assets() -> tuple[dict[str, str], dict[str, str]]:
+@dataclass(frozen=True)
+class Asset:
+    body: bytes
+    content_type: str
+    version: str  # short content hash, in its URLs so that browsers may cache it for good
+
+
+ASSETS = web.AppKey("ui_assets", dict[str, Asset])
+
+
+def _read_assets() -> tuple[dict[str, str], dict[str, Asset]]:
     templates = {p.name: p.read_text("utf-8") for p in TEMPLATE_DIR.glob("*.html")}
-    versions = {
-        p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:12] for p in STATIC_DIR.iterdir()
+    assets = {
+        p.name: Asset(
+            p.read_bytes(),
+            _CONTENT_TYPES.get(p.suffix, "application/octet-stream"),
+            hashlib.sha256(p.read_bytes()).hexdigest()[:12],
+        )
+        for p in STATIC_DIR.iterdir()
+        if p.is_file()
     }
-    return templates, versions
+    return templates, assets
 
 
 async def load_assets(app: web.Application) -> None:
-    templates, versions = await asyncio.to_thread(_read_assets)
+    """Read templates and static files into memory (a few KiB), off the event loop."""
+    templates, assets = await asyncio.to_thread(_read_assets)
     aiohttp_jinja2.get_env(app).loader = jinja2.DictLoader(templates)
-    app[ASSET_VERSIONS] = versions
+    app[ASSETS] = assets
 
 
 def static_url(request: web.Request, name: str) -> str:
-    version = request.app[ASSET_VERSIONS].get(name, "0")
-    return f"/ui/static/{name}?v={version}"
+    return f"/ui/static/{name}?v={request.app[ASSETS][name].version}"
+
+
+async def static_file(request: web.Request) -> web.Response:
+    asset = request.app[ASSETS].get(request.match_info["name"])
+    if asset is None:
+        raise web.HTTPNotFound()
+    current = request.query.get("v") == asset.version
+    return web.Response(
+        body=asset.body,
+        content_type=asset.content_type,
+        charset="utf-8",
+        headers={"Cache-Control": "public, max-age=31536000, immutable" if current else "no-cache"},
+    )
 
 
 async def page(
@@ -62,4 +91,6 @@ async def page(
         static=lambda name: static_url(request, name),
         auth_off=settings.auth_mode == "none",
     )
-    return aiohttp_jinja2.render_template(template, request, context, status=status)
+    response = aiohttp_jinja2.render_template(template, request, context, status=status)
+    session.store_csrf(request, response)
+    return response

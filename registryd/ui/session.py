@@ -129,7 +129,10 @@ def csrf_token(request: web.Request) -> str:
 
 
 def store_csrf(request: web.Request, response: web.StreamResponse) -> None:
-    """Set the CSRF cookie if this response's forms used a value the browser lacks."""
+    """Set the CSRF cookie if this response's forms used a value the browser lacks.
+
+    Called on the rendered response: cookies set in ``on_response_prepare`` come too late.
+    """
     value = request.get(_CSRF_VALUE)
     if value is not None and request.cookies.get(CSRF_COOKIE) != value:
         _set_cookie(response, request, CSRF_COOKIE, value)
