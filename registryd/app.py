@@ -22,6 +22,7 @@ from registryd.ops.metrics import Metrics
 from registryd.ops.observe import observe_middleware
 from registryd.ops.storage import ObservedFilesystemBackend
 from registryd.storage.filesystem import FilesystemBackend
+from registryd.ui.app import mount as mount_ui
 from registryd.v1 import errors as v1_errors
 from registryd.v1.routes import add_routes as add_v1_routes
 from registryd.v2 import errors as v2_errors
@@ -120,4 +121,5 @@ def create_app(settings: Settings) -> web.Application:
     ops_routes.add_routes(app)
     add_v1_routes(app)
     add_v2_routes(app)
+    mount_ui(app)
     return app

@@ -1,0 +1,75 @@
+"""The UI's access decisions: ``policy.may``, exactly as the APIs apply it to a signed-in
+user (the UI never holds tokens), and the catalog filter that mirrors it in SQL."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from registryd.auth.identity import Identity
+from registryd.auth.policy import Action, may
+from registryd.db import ui_queries
+from registryd.db.queries import Conn
+from registryd.db.ui_queries import RepositorySummary, Viewer
+from registryd.errors import AccessDenied, Unauthenticated
+from registryd.keys import REPOSITORY, SERVICES
+from registryd.names import LIBRARY_NAMESPACE, RepositoryName
+
+
+class NotFound(web.HTTPNotFound):
+    """What a repository the viewer may not read looks like: the same as a missing one."""
+
+
+def catalog_viewer(request: web.Request, identity: Identity) -> Viewer:
+    settings = request.config_dict[SERVICES].settings
+    return Viewer(
+        username=identity.username,
+        sees_everything=settings.auth_mode == "none" or identity.is_admin,
+        sees_public=not identity.is_anonymous or settings.anonymous_pull,
+    )
+
+
+def allows(
+    request: web.Request, identity: Identity, repo: RepositorySummary, action: Action
+) -> bool:
+    settings = request.config_dict[SERVICES].settings
+    if settings.auth_mode == "none":
+        return True
+    return may(identity, repo.name, repo.is_public, action, settings)
+
+
+def parse_name(text: str) -> RepositoryName:
+    """``ns/name`` (deeper v2 names keep the rest) or a one-part ``library`` name."""
+    namespace, slash, rest = text.partition("/")
+    if not slash:
+        return RepositoryName(LIBRARY_NAMESPACE, text)
+    return RepositoryName(namespace, rest)
+
+
+async def readable_repository(
+    request: web.Request, conn: Conn, identity: Identity, text: str
+) -> RepositorySummary:
+    """The repository with its numbers; 404 alike when missing or not readable."""
+    if not text or len(text) > 512:
+        raise NotFound()
+    repo = await ui_queries.fetch_repository_summary(conn, parse_name(text))
+    if repo is None or not allows(request, identity, repo, Action.READ):
+        raise NotFound()
+    request[REPOSITORY] = str(repo.name)
+    return repo
+
+
+def require(
+    request: web.Request, identity: Identity, repo: RepositorySummary, action: Action
+) -> None:
+    if not allows(request, identity, repo, action):
+        if identity.is_anonymous:
+            raise Unauthenticated("Sign in first")
+        raise AccessDenied(f"You may not {action.value} {repo.name}")
+
+
+def require_admin(request: web.Request, identity: Identity) -> None:
+    if identity.is_admin:
+        return
+    if identity.is_anonymous:
+        raise Unauthenticated("Sign in first")
+    raise AccessDenied("Administrators only")

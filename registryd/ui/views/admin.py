@@ -1,0 +1,107 @@
+"""Administration: accounts (create, disable, make admin) and storage per repository."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from registryd.auth.passwords import hash_password
+from registryd.db import queries, ui_queries
+from registryd.db.ui_queries import Viewer
+from registryd.domain.users import validate_email, validate_password, validate_username
+from registryd.errors import RequestInvalid, UserInvalid, UserUnknown
+from registryd.keys import SERVICES
+from registryd.ui import session
+from registryd.ui.access import require_admin
+from registryd.ui.forms import checked_form, notice, see_other
+from registryd.ui.paging import Paging, pager
+from registryd.ui.render import page
+
+# What the buttons on the users page may change, as (is_active, is_admin).
+_CHANGES = {
+    "disable": (False, None),
+    "enable": (True, None),
+    "make-admin": (None, True),
+    "revoke-admin": (None, False),
+}
+
+
+async def users_page(
+    request: web.Request, *, status: int = 200, error: str | None = None
+) -> web.Response:
+    identity = await session.viewer(request)
+    require_admin(request, identity)
+    paging = Paging.of(request)
+    async with request.config_dict[SERVICES].pool.acquire() as conn:
+        total, rows = await ui_queries.fetch_users_page(conn, paging.size, paging.offset)
+    return await page(
+        request,
+        "admin_users.html",
+        status=status,
+        identity=identity,
+        users=rows,
+        pager=pager(request, paging, total),
+        notice=notice(request),
+        error=error,
+    )
+
+
+async def users(request: web.Request) -> web.Response:
+    return await users_page(request)
+
+
+async def create_user(request: web.Request) -> web.Response:
+    fields = await checked_form(request)
+    require_admin(request, await session.viewer(request))
+    svc = request.config_dict[SERVICES]
+    try:
+        username = validate_username(fields.get("username", ""))
+        password = validate_password(fields.get("password", ""))
+        email = validate_email(fields.get("email", "").strip())
+    except UserInvalid as exc:
+        return await users_page(request, status=400, error=exc.reason)
+    password_hash = await hash_password(password)
+    async with svc.pool.acquire() as conn:
+        created = await queries.insert_user(
+            conn, username, email, password_hash, fields.get("is_admin") == "on"
+        )
+    if created is None:
+        return await users_page(request, status=409, error="That username or e-mail is taken")
+    return see_other("/ui/admin/users?notice=user-created")
+
+
+async def change_user(request: web.Request) -> web.Response:
+    fields = await checked_form(request)
+    identity = await session.viewer(request)
+    require_admin(request, identity)
+    change = _CHANGES.get(fields.get("change", ""))
+    if change is None:
+        raise RequestInvalid("Unknown change")
+    username = request.match_info["username"]
+    if username == identity.username:
+        # An admin locking himself out (or demoting himself) is almost always a slip.
+        raise RequestInvalid("You cannot disable or demote your own account here")
+    is_active, is_admin = change
+    async with request.config_dict[SERVICES].pool.acquire() as conn:
+        if not await ui_queries.set_user_flags(
+            conn, username, is_active=is_active, is_admin=is_admin
+        ):
+            raise UserUnknown()
+    return see_other("/ui/admin/users?notice=user-changed")
+
+
+async def storage(request: web.Request) -> web.Response:
+    identity = await session.viewer(request)
+    require_admin(request, identity)
+    paging = Paging.of(request)
+    everyone = Viewer(username=None, sees_everything=True, sees_public=True)
+    async with request.config_dict[SERVICES].pool.acquire() as conn:
+        total, repos = await ui_queries.fetch_catalog_page(
+            conn, everyone, "", None, True, paging.size, paging.offset
+        )
+    return await page(
+        request,
+        "admin_storage.html",
+        identity=identity,
+        repositories=repos,
+        pager=pager(request, paging, total),
+    )
