@@ -89,6 +89,8 @@ class Launcher:
             full_env["REGISTRYD_DATABASE_URL"] = database_url
         full_env["REGISTRYD_DATA_DIR"] = str(data_dir)
         full_env["REGISTRYD_PORT"] = str(port)
+        # In the test's own directory: a killed server cannot remove its default temp dir.
+        full_env["REGISTRYD_METRICS_DIR"] = str(self.tmp_path / f"metrics-{len(self.started)}")
         full_env.update(env or {})
         log_path = self.tmp_path / f"server-{len(self.started)}.log"
         with log_path.open("wb") as log:
