@@ -10,6 +10,7 @@ from pathlib import Path
 
 import aiohttp
 import asyncpg
+import pytest
 
 from registryd.db.migrate import load_migrations
 from registryd.storage import paths
@@ -89,6 +90,7 @@ def _peak_rss_kib(pid: int) -> int:
     raise AssertionError("no VmHWM")
 
 
+@pytest.mark.slow
 async def test_large_layer_push_and_pull_with_flat_memory(
     launcher: Launcher, tmp_path: Path, database_url: str
 ) -> None:
