@@ -36,6 +36,7 @@ from registryd.db.pool import create_pool
 from registryd.domain import users
 from registryd.domain.services import Services
 from registryd.errors import RegistryError
+from registryd.http.tls import new_context
 from registryd.ops.config_check import describe
 from registryd.ops.logs import configure_logging
 from registryd.ops.metrics import multiprocess_metrics
@@ -178,6 +179,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(describe(resolved))
         return 0
     settings = resolved.settings
+    if args.command == "serve" and settings.tls_cert_file and settings.tls_key_file:
+        try:  # a bad pair stops start-up here, named, rather than deep in serve()
+            new_context(settings.tls_cert_file, settings.tls_key_file)
+        except OSError as exc:  # ssl.SSLError included
+            print(f"registryd: configuration error: TLS certificate or key: {exc}", file=sys.stderr)
+            return 2
     stop_logging = configure_logging(settings.log_level, settings.log_format, sys.stderr)
     for var in resolved.unknown_env:
         log.warning("ignoring %s: no such setting", var)

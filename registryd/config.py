@@ -158,6 +158,9 @@ class Settings:
 
     host: str = "127.0.0.1"
     port: int = 5000
+    # PEM certificate (chain) and key: serve HTTPS (TLS 1.2+), re-read when they change.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
     data_dir: Path = Path("registryd-data")
     # None: start the embedded PostgreSQL inside data_dir.
     database_url: str | None = None
@@ -232,6 +235,10 @@ class Settings:
                 f"{ENV_PREFIX}DB_POOL_MIN_SIZE={self.db_pool_min_size} is larger than "
                 f"{ENV_PREFIX}DB_POOL_MAX_SIZE={self.db_pool_max_size}"
             )
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ConfigError(
+                f"{ENV_PREFIX}TLS_CERT_FILE and {ENV_PREFIX}TLS_KEY_FILE must be set together"
+            )
         if (self.admin_user is None) != (self.admin_password is None):
             raise ConfigError(
                 f"{ENV_PREFIX}ADMIN_USER and {ENV_PREFIX}ADMIN_PASSWORD must be set together"
@@ -243,6 +250,8 @@ class Settings:
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "host": _parse_host,
     "port": _parse_port,
+    "tls_cert_file": _parse_optional_path,
+    "tls_key_file": _parse_optional_path,
     "data_dir": _parse_path,
     "database_url": _parse_database_url,
     "db_pool_min_size": _parse_positive_int,

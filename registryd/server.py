@@ -27,6 +27,7 @@ from aiohttp import web
 from registryd import __version__
 from registryd.app import create_app
 from registryd.config import Settings
+from registryd.http.tls import ReloadingContext
 from registryd.keys import LIFECYCLE
 from registryd.ops.lifecycle import Lifecycle
 from registryd.ops.observe import UnroutedAccessLogger
@@ -51,12 +52,25 @@ async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
         access_log_class=UnroutedAccessLogger,
         access_log=logging.getLogger("registryd.access"),
     )
+    tls = None
+    if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+        tls = await asyncio.to_thread(
+            ReloadingContext, settings.tls_cert_file, settings.tls_key_file
+        )
     await runner.setup()
+    reloader = asyncio.create_task(tls.run()) if tls is not None else None
     try:
-        site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port or None)
+        site = web.TCPSite(
+            runner,
+            settings.host,
+            settings.port,
+            reuse_port=reuse_port or None,
+            ssl_context=tls.listening if tls is not None else None,
+        )
         await site.start()
+        scheme = "https" if tls is not None else "http"
         for address in runner.addresses:
-            log.info("registryd %s listening on %s", __version__, address)
+            log.info("registryd %s listening on %s (%s)", __version__, address, scheme)
         signals = asyncio.Queue[int]()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -70,6 +84,8 @@ async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
         finally:
             hurry_on_next.cancel()
     finally:
+        if reloader is not None:
+            reloader.cancel()
         await runner.cleanup()
     log.info("stopped")
 
