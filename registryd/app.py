@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from registryd.access.facts import AccessFacts
 from registryd.auth.secrets import load_token_secret
 from registryd.config import Settings
 from registryd.db.pool import create_pool
@@ -78,7 +79,10 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     await storage.start()
     token_secret = await asyncio.to_thread(load_token_secret, settings)
     pool = await create_pool(settings.database_url, settings)
-    svc = Services(pool=pool, storage=storage, settings=settings, token_secret=token_secret)
+    access = AccessFacts(pool, settings.database_url, enabled=settings.access_cache)
+    svc = Services(
+        pool=pool, storage=storage, settings=settings, token_secret=token_secret, access=access
+    )
     app[SERVICES] = svc
     if settings.auth_mode == "none":
         log.warning(
@@ -91,10 +95,11 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     sweeper = asyncio.create_task(_sweep_stale_uploads(storage, settings.stale_upload_seconds))
     sampler = asyncio.create_task(_sample_pool(app))
     open_files = asyncio.create_task(_sweep_open_files(storage))
+    access_listener = asyncio.create_task(access.run())
     try:
         yield
     finally:
-        for task in (sweeper, sampler, open_files):
+        for task in (sweeper, sampler, open_files, access_listener):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

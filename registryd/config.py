@@ -161,6 +161,9 @@ class Settings:
     # PEM certificate (chain) and key: serve HTTPS (TLS 1.2+), re-read when they change.
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+    # Keep access facts per process, invalidated by PostgreSQL LISTEN/NOTIFY
+    # (off behind a transaction-mode PgBouncer, which cannot hold a LISTEN).
+    access_cache: bool = True
     data_dir: Path = Path("registryd-data")
     # None: start the embedded PostgreSQL inside data_dir.
     database_url: str | None = None
@@ -252,6 +255,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "port": _parse_port,
     "tls_cert_file": _parse_optional_path,
     "tls_key_file": _parse_optional_path,
+    "access_cache": _parse_bool,
     "data_dir": _parse_path,
     "database_url": _parse_database_url,
     "db_pool_min_size": _parse_positive_int,

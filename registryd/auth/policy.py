@@ -17,6 +17,8 @@ from registryd.auth.identity import Identity
 from registryd.auth.tokens import Grant
 from registryd.config import Settings
 from registryd.db import queries
+from registryd.db.queries import RepositoryRow
+from registryd.domain.services import Services
 from registryd.errors import AccessDenied, ImageNotDeclared, Unauthenticated
 from registryd.keys import REPOSITORY, SERVICES, USER
 from registryd.names import LIBRARY_NAMESPACE, ImageId, RepositoryName
@@ -141,6 +143,14 @@ def _grant_for(caller: Caller, repository: RepositoryName, action: Action) -> Gr
     raise AccessDenied("Token is not valid for this repository")
 
 
+async def repository_facts(svc: Services, name: RepositoryName) -> RepositoryRow | None:
+    """The repository's row, from the per-process access cache when it is on."""
+    if svc.access is not None:
+        return await svc.access.repository(name)
+    async with svc.pool.acquire() as conn:
+        return await queries.fetch_repository(conn, name)
+
+
 async def authorize(request: web.Request, action: Action, repository: RepositoryName) -> Caller:
     """Allow ``action`` on ``repository`` or raise Unauthenticated/AccessDenied."""
     svc = request.app[SERVICES]
@@ -151,8 +161,7 @@ async def authorize(request: web.Request, action: Action, repository: Repository
     if caller.via_token:
         _grant_for(caller, repository, action)
         return caller
-    async with svc.pool.acquire() as conn:
-        repo = await queries.fetch_repository(conn, repository)
+    repo = await repository_facts(svc, repository)
     is_public = repo.is_public if repo is not None else True
     if not may(caller.identity, repository, is_public, action, svc.settings):
         raise _refuse(caller, f"No {action.value} access to {repository}")
@@ -171,8 +180,11 @@ async def authorize_image(request: web.Request, action: Action, image_id: ImageI
     _note_for_access_log(request, caller, None)
     if svc.settings.auth_mode == "none" or caller.identity.is_admin:
         return caller
-    async with svc.pool.acquire() as conn:
-        found = await queries.fetch_repositories_referencing(conn, image_id)
+    if action is Action.READ and svc.access is not None:
+        found = await svc.access.image_references(image_id)
+    else:  # writes decide on what is committed now, never on a cached answer
+        async with svc.pool.acquire() as conn:
+            found = await queries.fetch_repositories_referencing(conn, image_id)
     referencing = [repo for repo, _ in found]
     declared_in = {repo.name for repo, declared in found if declared}
     if caller.via_token:

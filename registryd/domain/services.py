@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
+from registryd.access.facts import AccessFacts
 from registryd.config import Settings
 from registryd.domain.image_cache import ImageCache
 from registryd.domain.upload_hashes import UploadHashes
@@ -23,3 +24,5 @@ class Services:
     upload_hashes: UploadHashes = field(default_factory=UploadHashes)
     # Complete images by id: immutable, so safe to keep per process (see image_cache).
     images: ImageCache = field(default_factory=ImageCache)
+    # Facts behind access decisions, cached while change notifications arrive (None: no cache).
+    access: AccessFacts | None = None

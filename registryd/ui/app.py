@@ -18,7 +18,7 @@ from registryd.errors import (
     UserExists,
 )
 from registryd.http.middleware import Handler, request_id
-from registryd.ui import display, session
+from registryd.ui import display
 from registryd.ui.render import load_assets, page, static_file
 from registryd.ui.throttle import THROTTLE, LoginThrottle
 from registryd.ui.views import account, admin, catalog, image, repository

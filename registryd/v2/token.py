@@ -19,8 +19,7 @@ from aiohttp import web
 
 from registryd.auth import bearer
 from registryd.auth.credentials import resolve_caller
-from registryd.auth.policy import Action, caller_may
-from registryd.db import queries
+from registryd.auth.policy import Action, caller_may, repository_facts
 from registryd.errors import AuthChallenge, Unauthenticated
 from registryd.keys import SERVICES
 
@@ -44,8 +43,7 @@ async def get_token(request: web.Request) -> web.Response:
     ]
     access: list[tuple[str, list[str]]] = []
     for scope in requested:
-        async with svc.pool.acquire() as conn:
-            repo = await queries.fetch_repository(conn, scope.repository)
+        repo = await repository_facts(svc, scope.repository)
         is_public = repo.is_public if repo is not None else True
         granted = sorted(
             action

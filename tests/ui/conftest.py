@@ -211,10 +211,18 @@ async def seed_registry(client: Client, db: asyncpg.Connection) -> Seeded:
             "schemaVersion": 2,
             "mediaType": OCI_INDEX,
             "manifests": [
-                {"mediaType": OCI_MANIFEST, "digest": amd, "size": 1,
-                 "platform": {"os": "linux", "architecture": "amd64"}},
-                {"mediaType": OCI_MANIFEST, "digest": arm, "size": 1,
-                 "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
+                {
+                    "mediaType": OCI_MANIFEST,
+                    "digest": amd,
+                    "size": 1,
+                    "platform": {"os": "linux", "architecture": "amd64"},
+                },
+                {
+                    "mediaType": OCI_MANIFEST,
+                    "digest": arm,
+                    "size": 1,
+                    "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"},
+                },
             ],
         }
     ).encode()
