@@ -163,6 +163,8 @@ async def test_killed_postgresql_is_restarted_and_serving_resumes(
     assert await asyncio.to_thread(server.stop) == 0
     log = server.log()
     assert "embedded PostgreSQL restarted" in log
+    assert log.count("PostgreSQL unavailable") == 1  # one line per outage, not per retry
+    assert "PostgreSQL is back" in log
     assert 500 not in statuses
     assert "Traceback" not in log
     assert not _running(new)  # and stopped with the server
