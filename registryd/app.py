@@ -10,7 +10,9 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from registryd.access.facts import AccessFacts
+from registryd.auth import passwords
 from registryd.auth.secrets import load_token_secret
+from registryd.auth.throttle import LOGIN_THROTTLE, LoginThrottle
 from registryd.config import Settings
 from registryd.db.pool import create_pool
 from registryd.domain import users
@@ -121,6 +123,8 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = Metrics(settings.metrics_dir)
     app[LIFECYCLE] = Lifecycle()
+    app[LOGIN_THROTTLE] = LoginThrottle.from_settings(settings)
+    passwords.configure(settings.password_hash_threads, settings.password_hash_queue)
     app.on_response_prepare.append(add_request_id_header)
     app.cleanup_ctx.append(_services)
     ops_routes.add_routes(app)

@@ -8,6 +8,8 @@ import contextlib
 import dataclasses
 import getpass
 import logging
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +30,7 @@ from registryd.config import (
 from registryd.db.embedded import (
     DATABASE_NAME,
     EmbeddedPostgres,
+    EmbeddedSupervisor,
     database_url,
     ensure_database,
 )
@@ -38,6 +41,7 @@ from registryd.domain.services import Services
 from registryd.errors import RegistryError
 from registryd.http.tls import new_context
 from registryd.ops.config_check import describe
+from registryd.ops.health import has_failed, mark_failed
 from registryd.ops.logs import configure_logging
 from registryd.ops.metrics import multiprocess_metrics
 from registryd.server import raise_open_files_limit, serve
@@ -110,6 +114,7 @@ class _Database(contextlib.AbstractContextManager["_Database"]):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.embedded: EmbeddedPostgres | None = None
+        self.supervisor: EmbeddedSupervisor | None = None
         self.url = settings.database_url or ""
 
     def __enter__(self) -> _Database:
@@ -121,9 +126,26 @@ class _Database(contextlib.AbstractContextManager["_Database"]):
             self.url = database_url(server_url, DATABASE_NAME)
         return self
 
+    def supervise(self) -> None:
+        """Restart the embedded PostgreSQL if it dies while we serve (see EmbeddedSupervisor)."""
+        if self.embedded is not None:
+            self.supervisor = EmbeddedSupervisor(
+                self.embedded, self.settings.max_restarts_per_minute, _fail
+            )
+            self.supervisor.start()
+
     def __exit__(self, *exc: object) -> None:
+        if self.supervisor is not None:
+            self.supervisor.stop()
         if self.embedded is not None:
             self.embedded.stop()
+
+
+def _fail(reason: str) -> None:
+    """A permanent failure: /livez turns 503 and the server stops, exiting 1."""
+    log.error("%s; stopping (exit code 1)", reason)
+    mark_failed()
+    os.kill(os.getpid(), signal.SIGTERM)  # the graceful stop, as an operator's would
 
 
 async def _migrate(url: str) -> list[str]:
@@ -213,9 +235,13 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
                     applied = asyncio.run(_migrate(db.url))  # once, before any worker serves
                     if applied:
                         log.info("applied migrations: %s", ", ".join(applied))
-                    return serve_workers(settings, _run_worker)
-                uvloop.run(_serve(settings))
-            return 0
+                    db.supervise()
+                    code = serve_workers(settings, _run_worker)
+                else:
+                    db.supervise()
+                    uvloop.run(_serve(settings))
+                    code = 0
+            return 1 if has_failed() else code
     except RegistryError as exc:
         print(f"registryd: {exc.__class__.__name__}: {exc}", file=sys.stderr)
         return 1

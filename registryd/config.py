@@ -106,6 +106,13 @@ def _parse_seconds(text: str) -> float:
     return seconds
 
 
+def _parse_positive_seconds(text: str) -> float:
+    seconds = _parse_seconds(text)
+    if seconds == 0:
+        raise ValueError("must be more than 0 seconds")
+    return seconds
+
+
 def _parse_database_url(text: str) -> str | None:
     url = text.strip()
     if not url:
@@ -209,6 +216,27 @@ class Settings:
     # Blob files kept open per process and shared by concurrent GETs, so a popular
     # layer is served without opening it again (0: open and close per request).
     open_files: int = 256
+    # Bounded waits on PostgreSQL: getting a connection (connecting included) and
+    # each statement; beyond them the request is answered 503 with Retry-After.
+    db_acquire_timeout_seconds: float = 5.0
+    db_statement_timeout_seconds: float = 30.0
+    # Argon2 runs on its own threads, never on the executor blob I/O uses; hashes
+    # waiting beyond the queue are refused at once (503) instead of piling up.
+    password_hash_threads: int = 1
+    password_hash_queue: int = 16
+    # Failed logins within the window, per client address and per account, before 429.
+    login_failures_per_address: int = 20
+    login_failures_per_account: int = 10
+    login_failure_window_seconds: float = 60.0
+    # Slow clients: the whole request head must arrive within header_timeout_seconds,
+    # and a body may pause at most body_idle_timeout_seconds (0: no limit).
+    header_timeout_seconds: float = 30.0
+    body_idle_timeout_seconds: float = 60.0
+    # Open connections per client address and process; more are closed at once (0: no limit).
+    max_connections_per_address: int = 512
+    # A dead worker or embedded PostgreSQL is restarted at most this often; beyond it
+    # the server exits 1 so that its own supervisor takes over.
+    max_restarts_per_minute: int = 5
 
     @property
     def storage_root(self) -> Path:
@@ -281,6 +309,17 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "workers": _parse_positive_int,
     "sendfile": _parse_bool,
     "open_files": _parse_non_negative_int,
+    "db_acquire_timeout_seconds": _parse_positive_seconds,
+    "db_statement_timeout_seconds": _parse_positive_seconds,
+    "password_hash_threads": _parse_positive_int,
+    "password_hash_queue": _parse_positive_int,
+    "login_failures_per_address": _parse_non_negative_int,
+    "login_failures_per_account": _parse_non_negative_int,
+    "login_failure_window_seconds": _parse_positive_seconds,
+    "header_timeout_seconds": _parse_seconds,
+    "body_idle_timeout_seconds": _parse_seconds,
+    "max_connections_per_address": _parse_non_negative_int,
+    "max_restarts_per_minute": _parse_non_negative_int,
 }
 
 

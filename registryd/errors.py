@@ -242,3 +242,30 @@ class AuthChallenge(RegistryError):
         self.reason = reason
         self.scope = scope
         self.error = error
+
+
+# Availability ----------------------------------------------------------------
+
+
+class Retryable(RegistryError):
+    """The request was fine but cannot be served now; ``retry_after`` seconds is a good wait."""
+
+    def __init__(self, reason: str, retry_after: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class DatabaseUnavailable(Retryable):
+    """PostgreSQL is down, unreachable or too slow to answer in time (503)."""
+
+    def __init__(self, reason: str = "database unavailable", retry_after: int = 5) -> None:
+        super().__init__(reason, retry_after)
+
+
+class ServerBusy(Retryable):
+    """A bounded resource (such as password hashing) is saturated (503)."""
+
+
+class TooManyRequests(Retryable):
+    """The client (address or account) exceeded a rate limit (429)."""

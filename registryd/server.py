@@ -27,6 +27,7 @@ from aiohttp import web
 from registryd import __version__
 from registryd.app import create_app
 from registryd.config import Settings
+from registryd.http.limits import LimitedAppRunner, Limits
 from registryd.http.tls import ReloadingContext
 from registryd.keys import LIFECYCLE
 from registryd.ops.lifecycle import Lifecycle
@@ -45,8 +46,9 @@ async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
     """
     app = create_app(settings)
     # Signals are handled here, not by aiohttp, so that the drain comes first.
-    runner = web.AppRunner(
+    runner = LimitedAppRunner(
         app,
+        limits=Limits.from_settings(settings),
         handle_signals=False,
         shutdown_timeout=CANCEL_GRACE_SECONDS,
         access_log_class=UnroutedAccessLogger,

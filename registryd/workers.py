@@ -7,18 +7,23 @@ one number for every worker. Each worker is a forked process running its own
 event loop, pool and caches; the kernel spreads new connections across them.
 
 SIGTERM or SIGINT to the parent stops every worker gracefully, then the parent
-returns (and the caller stops PostgreSQL). A worker that dies on its own takes
-the others down and the parent exits 1: a supervisor restarts the whole set.
+returns (and the caller stops PostgreSQL). A worker that dies on its own is
+replaced by a new one, as a process manager would, at most
+``max_restarts_per_minute`` times a minute; beyond that something is wrong with
+every worker, so the parent stops the others and exits 1 for its own
+supervisor to act.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import multiprocessing
 import multiprocessing.connection
 import signal
 import socket
+import time
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from types import FrameType
@@ -54,20 +59,23 @@ def serve_workers(settings: Settings, run_worker: Callable[[Settings], int]) -> 
     """Fork ``settings.workers`` processes, each calling ``run_worker``; supervise them.
 
     ``run_worker`` must listen with SO_REUSEPORT on ``settings.port``. Returns
-    0 after a requested stop, 1 when a worker died on its own. Blocks.
+    0 after a requested stop, 1 when workers died more often than they may be
+    restarted. Blocks.
     """
     context = multiprocessing.get_context("fork")
     with reserve_port(settings.host, settings.port) as reserved:
         port: int = reserved.getsockname()[1]
         worker_settings = dataclasses.replace(settings, port=port)
-        workers: list[BaseProcess] = [
-            context.Process(
+
+        def new_worker(n: int) -> BaseProcess:
+            return context.Process(
                 target=_worker_main,
                 args=(run_worker, worker_settings),
                 name=f"registryd-worker-{n}",
             )
-            for n in range(settings.workers)
-        ]
+
+        workers: list[BaseProcess] = [new_worker(n) for n in range(settings.workers)]
+        restarts = RestartBudget(settings.max_restarts_per_minute)
         stopping = False
 
         def request_stop(signum: int, frame: FrameType | None) -> None:
@@ -90,11 +98,38 @@ def serve_workers(settings: Settings, run_worker: Callable[[Settings], int]) -> 
                 len(workers),
                 ", ".join(str(w.pid) for w in workers),
             )
-            died = _wait_for_first_exit(workers)
-            if not stopping:
-                log.error("worker %s exited with %s; stopping the others", died.pid, died.exitcode)
-                request_stop(signal.SIGTERM, None)
-                stopping = False
+            while True:
+                died = _wait_for_first_exit(workers)
+                if stopping:
+                    break
+                if not restarts.take():
+                    log.error(
+                        "worker %s exited with %s after %d restart(s) within a minute; "
+                        "stopping the others",
+                        died.pid,
+                        died.exitcode,
+                        restarts.used,
+                    )
+                    request_stop(signal.SIGTERM, None)
+                    stopping = False
+                    break
+                slot = workers.index(died)
+                died.join()
+                workers[slot] = new_worker(slot)
+                workers[slot].start()
+                log.error(
+                    "worker %s exited with %s; started worker %s in its place",
+                    died.pid,
+                    died.exitcode,
+                    workers[slot].pid,
+                    extra={
+                        "fields": {
+                            "dead_pid": died.pid,
+                            "exit_code": died.exitcode,
+                            "new_pid": workers[slot].pid,
+                        }
+                    },
+                )
             stop_timeout = (
                 settings.drain_delay_seconds + settings.drain_timeout_seconds + STOP_GRACE_SECONDS
             )
@@ -108,6 +143,27 @@ def serve_workers(settings: Settings, run_worker: Callable[[Settings], int]) -> 
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
     return 0 if stopping else 1
+
+
+class RestartBudget:
+    """At most ``per_minute`` restarts in any sliding minute."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._times: collections.deque[float] = collections.deque()
+
+    @property
+    def used(self) -> int:
+        return len(self._times)
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        while self._times and now - self._times[0] > 60:
+            self._times.popleft()
+        if len(self._times) >= self.per_minute:
+            return False
+        self._times.append(now)
+        return True
 
 
 def _wait_for_first_exit(workers: list[BaseProcess]) -> BaseProcess:

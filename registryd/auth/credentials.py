@@ -10,6 +10,7 @@ from aiohttp import web
 
 from registryd.auth import bearer
 from registryd.auth.identity import ANONYMOUS, Identity
+from registryd.auth.throttle import LOGIN_THROTTLE
 from registryd.auth.tokens import Grant, parse_token_header, verify_token
 from registryd.domain import users
 from registryd.domain.services import Services
@@ -48,6 +49,21 @@ def parse_basic(value: str) -> tuple[str, str]:
     return username, password
 
 
+async def _login(request: web.Request, svc: Services, username: str, password: str) -> Identity:
+    """``users.authenticate``, throttled per client address and account (see throttle.py)."""
+    throttle = request.app.get(LOGIN_THROTTLE)
+    if throttle is None:
+        return await users.authenticate(svc, username, password)
+    address = request.remote or ""
+    try:
+        return await users.authenticate(
+            svc, username, password, lambda: throttle.check(address, username)
+        )
+    except Unauthenticated:
+        throttle.failed(address, username)
+        raise
+
+
 async def resolve_caller(request: web.Request, svc: Services) -> Caller:
     """Identify the caller once per request; raise Unauthenticated for bad credentials.
 
@@ -62,7 +78,7 @@ async def resolve_caller(request: web.Request, svc: Services) -> Caller:
         caller = Caller(ANONYMOUS)
     elif scheme.lower() == "basic":
         username, password = parse_basic(value)
-        caller = Caller(await users.authenticate(svc, username, password))
+        caller = Caller(await _login(request, svc, username, password))
     elif scheme.lower() == "token":
         tokens = parse_token_header(value)
         if not tokens:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from registryd.auth.identity import Identity
@@ -80,14 +81,20 @@ async def sign_up(svc: Services, body: Any) -> None:
             raise UserExists()
 
 
-async def authenticate(svc: Services, username: str, password: str) -> Identity:
+async def authenticate(
+    svc: Services,
+    username: str,
+    password: str,
+    before_hashing: Callable[[], None] | None = None,
+) -> Identity:
     """The identity behind Basic credentials; raise Unauthenticated, or AccessDenied if inactive.
 
     Unknown users and wrong passwords take the same time and give the same answer.
+    ``before_hashing`` may refuse the attempt before the costly hash (see verify_password).
     """
     async with svc.pool.acquire() as conn:
         user = await queries.fetch_user(conn, username)
-    ok = await verify_password(user.password_hash if user else None, password)
+    ok = await verify_password(user.password_hash if user else None, password, before_hashing)
     if user is None or not ok:
         raise Unauthenticated("Wrong login/password")
     if not user.is_active:

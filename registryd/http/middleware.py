@@ -10,13 +10,21 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from registryd.errors import BodyIncomplete, RegistryError
+from registryd.db.pool import OUTAGE, OUTAGE_ERRORS
+from registryd.errors import BodyIncomplete, DatabaseUnavailable, RegistryError, Retryable
 
 log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-Id"
 REQUEST_ID = web.RequestKey("request_id", str)
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+# Outage errors raised by statements on an acquired connection. Not OSError in
+# general: outside the pool that is the storage's (disk full is not a database outage).
+_DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    *(e for e in OUTAGE_ERRORS if issubclass(e, Exception) and not issubclass(e, OSError)),
+    TimeoutError,
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Renders a domain error or an aiohttp HTTP error in one protocol's wire format.
@@ -61,12 +69,22 @@ def error_middleware(
             # The client went away mid-body: nothing to report but the fact (499).
             log.info("request %s %s: client disconnected mid-body (499)", rid, request.path)
             response = pick(request)(request, exc)
+        except Retryable as exc:
+            response = pick(request)(request, exc)
+            response.headers["Retry-After"] = str(exc.retry_after)
         except RegistryError as exc:
             response = pick(request)(request, exc)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
             response = pick(request)(request, exc)
+        except _DATABASE_ERRORS as exc:
+            # A connection lost or a statement timed out mid-request: the database's
+            # fault, not the request's (connect failures already arrive as DatabaseUnavailable).
+            OUTAGE.failed(exc)
+            unavailable = DatabaseUnavailable()
+            response = pick(request)(request, unavailable)
+            response.headers["Retry-After"] = str(unavailable.retry_after)
         except Exception:
             log.exception("request %s %s %s failed", rid, request.method, request.path)
             response = web.json_response(

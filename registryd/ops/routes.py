@@ -8,14 +8,20 @@ import logging
 from aiohttp import web
 
 from registryd.keys import LIFECYCLE, METRICS, SERVICES, SETTINGS
-from registryd.ops.health import check_database, check_storage
+from registryd.ops.health import check_database, check_storage, has_failed
 from registryd.ops.metrics import CONTENT_TYPE
 
 log = logging.getLogger(__name__)
 
 
 async def get_livez(request: web.Request) -> web.Response:
-    """200 whenever the event loop answers: restarting would not help anything else."""
+    """200 whenever the event loop answers: restarting would not help anything else.
+
+    503 once a part this server runs itself failed for good (the embedded
+    PostgreSQL could not be restarted): then restarting is what helps.
+    """
+    if has_failed():
+        return web.json_response({"status": "failed"}, status=503)
     return web.json_response({"status": "ok"})
 
 

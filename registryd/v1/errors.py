@@ -60,6 +60,9 @@ TABLE: dict[type[e.RegistryError], tuple[int, _Message]] = {
     e.UserUnknown: (404, "User not found"),
     e.SignupDisabled: (403, "Sign-up is disabled on this registry"),
     e.RequestInvalid: (400, lambda x: x.reason if isinstance(x, e.RequestInvalid) else ""),
+    e.DatabaseUnavailable: (503, "Database unavailable, retry later"),
+    e.ServerBusy: (503, lambda x: x.reason if isinstance(x, e.ServerBusy) else ""),
+    e.TooManyRequests: (429, lambda x: x.reason if isinstance(x, e.TooManyRequests) else ""),
 }
 
 # Errors whose body is the bare message as a JSON string instead of {"error": ...}.

@@ -89,6 +89,10 @@ TABLE: dict[type[e.RegistryError], tuple[int, str, str, _Detail]] = {
     e.AccessDenied: (403, "DENIED", "requested access to the resource is denied", _reason),
     e.Unauthenticated: (401, "UNAUTHORIZED", "authentication required", _reason),
     e.AuthChallenge: (401, "UNAUTHORIZED", "authentication required", _reason),
+    # distribution's codes for these (errcode.ErrorCodeUnavailable, ErrorCodeTooManyRequests).
+    e.DatabaseUnavailable: (503, "UNAVAILABLE", "service unavailable", _reason),
+    e.ServerBusy: (503, "UNAVAILABLE", "service unavailable", _reason),
+    e.TooManyRequests: (429, "TOOMANYREQUESTS", "too many requests", _reason),
 }
 
 # aiohttp's own errors (no route, wrong method) in v2 words.

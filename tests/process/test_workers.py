@@ -56,10 +56,16 @@ async def test_workers_share_the_port_and_stop_together(launcher: Launcher, tmp_
     assert server.log().count("applied migration 0001") == 1  # once, by the parent
 
 
-async def test_a_dead_worker_stops_the_set(
+async def test_a_dead_worker_stops_the_set_when_out_of_restarts(
     launcher: Launcher, tmp_path: Path, database_url: str
 ) -> None:
-    server = launcher.start(tmp_path / "data", database_url, "--workers", "3")
+    server = launcher.start(
+        tmp_path / "data",
+        database_url,
+        "--workers",
+        "3",
+        env={"REGISTRYD_MAX_RESTARTS_PER_MINUTE": "0"},
+    )
     workers = await asyncio.to_thread(_workers, server.pid)
     assert len(workers) == 3
     workers[0].send_signal(signal.SIGKILL)

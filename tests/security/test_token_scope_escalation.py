@@ -55,7 +55,7 @@ async def read_token(alice: DockerV1) -> str:
     status, body, headers = await alice.index("GET", "/v1/repositories/alice/pub/images")
     assert status == 200, body
     assert "access=read" in headers["X-Docker-Token"]
-    return "Token " + headers["X-Docker-Token"]
+    return "Token " + str(headers["X-Docker-Token"])
 
 
 async def v2_token(client: Client, authorization: str, *scopes: str) -> list[dict[str, Any]]:
