@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,7 +107,7 @@ async def browsers(client: Client) -> AsyncIterator[list[Browser]]:
 
 
 @pytest.fixture
-def new_browser(client: Client, browsers: list[Browser]) -> Any:
+def new_browser(client: Client, browsers: list[Browser]) -> "MakeBrowser":
     def make() -> Browser:
         session = aiohttp.ClientSession(
             base_url=str(client.make_url("/")), cookie_jar=aiohttp.CookieJar(unsafe=True)
@@ -259,3 +259,6 @@ async def seed_registry(client: Client, db: asyncpg.Connection) -> Seeded:
 @pytest.fixture
 async def seeded(client: Client, db: asyncpg.Connection) -> Seeded:
     return await seed_registry(client, db)
+
+
+MakeBrowser = Callable[[], Browser]
