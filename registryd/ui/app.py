@@ -16,9 +16,10 @@ from registryd.errors import (
     TagUnknown,
     Unauthenticated,
     UserExists,
+    UserUnknown,
 )
 from registryd.http.middleware import Handler, request_id
-from registryd.ui import display, session
+from registryd.ui import display
 from registryd.ui.render import load_assets, page, static_file
 from registryd.ui.throttle import THROTTLE, LoginThrottle
 from registryd.ui.views import account, admin, catalog, image, repository
@@ -61,7 +62,7 @@ def _status_of(exc: RegistryError) -> int:
         return 401
     if isinstance(exc, AccessDenied):
         return 403
-    if isinstance(exc, RepositoryUnknown | ManifestUnknown | TagUnknown):
+    if isinstance(exc, RepositoryUnknown | ManifestUnknown | TagUnknown | UserUnknown):
         return 404
     if isinstance(exc, UserExists):
         return 409

@@ -107,7 +107,7 @@ async def browsers(client: Client) -> AsyncIterator[list[Browser]]:
 
 
 @pytest.fixture
-def new_browser(client: Client, browsers: list[Browser]) -> "MakeBrowser":
+def new_browser(client: Client, browsers: list[Browser]) -> MakeBrowser:
     def make() -> Browser:
         session = aiohttp.ClientSession(
             base_url=str(client.make_url("/")), cookie_jar=aiohttp.CookieJar(unsafe=True)
@@ -211,10 +211,18 @@ async def seed_registry(client: Client, db: asyncpg.Connection) -> Seeded:
             "schemaVersion": 2,
             "mediaType": OCI_INDEX,
             "manifests": [
-                {"mediaType": OCI_MANIFEST, "digest": amd, "size": 1,
-                 "platform": {"os": "linux", "architecture": "amd64"}},
-                {"mediaType": OCI_MANIFEST, "digest": arm, "size": 1,
-                 "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
+                {
+                    "mediaType": OCI_MANIFEST,
+                    "digest": amd,
+                    "size": 1,
+                    "platform": {"os": "linux", "architecture": "amd64"},
+                },
+                {
+                    "mediaType": OCI_MANIFEST,
+                    "digest": arm,
+                    "size": 1,
+                    "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"},
+                },
             ],
         }
     ).encode()

@@ -32,7 +32,8 @@ async def assert_secret_invisible(browser: Browser, seeded: Seeded) -> None:
     for path in secret_pages(seeded):
         page = await browser.get(path)
         assert page.status == 404, path  # the same answer as for a repository that does not exist
-        assert "hidden-tag" not in page.text and seeded.secret_digest not in page.text, path
+        assert "hidden-tag" not in page.text, path
+        assert seeded.secret_digest not in page.text, path
     # The private image's digest reached through a public repository: not there either.
     page = await browser.get(f"/ui/r/alice/app/-/manifest/{seeded.secret_digest}")
     assert page.status == 404
@@ -51,7 +52,8 @@ async def test_other_users_never_see_private_content(
     await bob.login(*BOB)
     await assert_secret_invisible(bob, seeded)
     mine = await bob.get("/ui/mine")
-    assert mine.status == 200 and "alice/" not in mine.text
+    assert mine.status == 200
+    assert "alice/" not in mine.text
 
 
 async def test_owner_and_admin_see_private_content(
@@ -61,7 +63,8 @@ async def test_owner_and_admin_see_private_content(
         browser = new_browser()
         await browser.login(*credentials)
         catalog = await browser.get("/ui/?q=secret")
-        assert "alice/secret" in catalog.text and "badge private" in catalog.text
+        assert "alice/secret" in catalog.text
+        assert "badge private" in catalog.text
         for path in secret_pages(seeded):
             page = await browser.get(path)
             assert page.status == 200, (credentials, path)
@@ -117,7 +120,8 @@ async def test_visibility_changes_need_write_access(
     alice = new_browser()
     await alice.login(*ALICE)
     page = await alice.post("/ui/r/alice/app/-/visibility", {"access": "private"}, csrf_from="/ui/")
-    assert page.status == 200 and "The repository is now private." in page.text
+    assert page.status == 200
+    assert "The repository is now private." in page.text
     assert await db.fetchval("SELECT is_public FROM repositories WHERE name = 'app'") is False
     assert "alice/app" not in (await anonymous.get("/ui/")).text
     bad = await alice.post("/ui/r/alice/app/-/visibility", {"access": "secret"}, csrf_from="/ui/")
@@ -143,11 +147,13 @@ async def test_deleting_tags_and_manifests_needs_delete_access(
     alice = new_browser()
     await alice.login(*ALICE)
     page = await alice.get("/ui/r/alice/app")
-    assert "delete-tag" in page.text and "make-private" in page.text
+    assert "delete-tag" in page.text
+    assert "make-private" in page.text
     deleted = await alice.post(
         "/ui/r/alice/app/-/delete-tag", {"tag": "v1.0", "origin": "v2"}, csrf_from="/ui/"
     )
-    assert deleted.status == 200 and "The tag was deleted." in deleted.text
+    assert deleted.status == 200
+    assert "The tag was deleted." in deleted.text
     async with client.get("/v2/alice/app/tags/list") as resp:
         assert (await resp.json())["tags"] == ["multi"]
     again = await alice.post(
@@ -157,7 +163,8 @@ async def test_deleting_tags_and_manifests_needs_delete_access(
     gone = await alice.post(
         "/ui/r/alice/app/-/delete-manifest", {"digest": seeded.index_digest}, csrf_from="/ui/"
     )
-    assert gone.status == 200 and "The manifest was deleted" in gone.text
+    assert gone.status == 200
+    assert "The manifest was deleted" in gone.text
     async with client.get(f"/v2/alice/app/manifests/{seeded.index_digest}") as resp:
         assert resp.status == 404
     v1 = await alice.post(

@@ -49,11 +49,13 @@ async def test_hostile_strings_render_as_text(seeded: Seeded, new_browser: MakeB
 async def test_hostile_search_terms_and_names_render_as_text(new_browser: MakeBrowser) -> None:
     browser = new_browser()
     page = await browser.get("/ui/", params={"q": XSS_IMG})
-    assert XSS_IMG not in page.text and "&#34;&gt;&lt;img src=x" in page.text
-    login = await browser.get("/ui/login", params={"next": f'/ui/"><script>x</script>'})
+    assert XSS_IMG not in page.text
+    assert "&#34;&gt;&lt;img src=x" in page.text
+    login = await browser.get("/ui/login", params={"next": '/ui/"><script>x</script>'})
     assert "<script>x</script>" not in login.text
     missing = await browser.get("/ui/r/%3Cscript%3Ealert(1)%3C/script%3E")
-    assert missing.status == 404 and "<script>alert(1)" not in missing.text
+    assert missing.status == 404
+    assert "<script>alert(1)" not in missing.text
 
 
 async def test_forms_without_a_valid_csrf_token_are_refused(
@@ -87,7 +89,8 @@ async def test_forms_without_a_valid_csrf_token_are_refused(
     # The login form too: a site cannot sign a victim into the attacker's account.
     fresh = new_browser()
     page = await fresh.post("/ui/login", {"username": "bob_b", "password": BOB[1]}, csrf_from=None)
-    assert page.status == 403 and fresh.cookie("registryd_session") is None
+    assert page.status == 403
+    assert fresh.cookie("registryd_session") is None
 
 
 async def test_the_session_cookie_never_authenticates_the_apis(
@@ -147,7 +150,8 @@ async def test_cookies_are_scoped_http_only_and_strict(
     for attribute in ("Path=/ui", "HttpOnly", "SameSite=Strict", "Max-Age="):
         assert attribute in session
     assert "Secure" not in session  # plain HTTP here; request.secure adds it under TLS
-    assert "Path=/ui" in cookies["registryd_csrf"] and "HttpOnly" in cookies["registryd_csrf"]
+    assert "Path=/ui" in cookies["registryd_csrf"]
+    assert "HttpOnly" in cookies["registryd_csrf"]
     # Signing in rotates the CSRF value: a token seen before login is worthless after it.
     assert form.csrf() != (await browser.get("/ui/")).csrf()
 
@@ -162,13 +166,16 @@ async def test_security_headers_on_every_ui_response(
         assert page.headers["X-Frame-Options"] == "DENY"
         assert page.headers["X-Content-Type-Options"] == "nosniff"
     csp = CONTENT_SECURITY_POLICY
-    assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp
-    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    assert "frame-ancestors 'none'" in csp
+    assert "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp
+    assert "unsafe-eval" not in csp
     page = await browser.get("/ui/r/alice/app")
     assert page.headers["Cache-Control"] == "no-store"
     assert "<script>" not in page.text  # no inline script: only <script src=...>
     assert not re.search(r"<script(?![^>]*\bsrc=)", page.text)
-    assert " style=" not in page.text and "<style" not in page.text
+    assert " style=" not in page.text
+    assert "<style" not in page.text
 
 
 async def test_failed_logins_are_throttled_per_address(
@@ -240,7 +247,9 @@ async def test_forged_or_stale_sessions_are_anonymous(
     await db.execute("UPDATE users SET is_active = true WHERE username = 'alice'")
     assert (await alice.get("/ui/r/alice/secret")).status == 200
     # ...and so does every session when the password changes.
-    await db.execute("UPDATE users SET password_hash = password_hash || 'x' WHERE username = 'alice'")
+    await db.execute(
+        "UPDATE users SET password_hash = password_hash || 'x' WHERE username = 'alice'"
+    )
     assert (await alice.get("/ui/r/alice/secret")).status == 404
 
 
@@ -248,6 +257,7 @@ async def test_logout_ends_the_session(seeded: Seeded, new_browser: MakeBrowser)
     alice = new_browser()
     await alice.login(*ALICE)
     page = await alice.post("/ui/logout", {}, csrf_from="/ui/")
-    assert page.status == 200 and "You are signed out." in page.text
+    assert page.status == 200
+    assert "You are signed out." in page.text
     assert alice.cookie("registryd_session") in (None, "")
     assert (await alice.get("/ui/r/alice/secret")).status == 404
