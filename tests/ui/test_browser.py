@@ -152,7 +152,7 @@ def drive(chromium: Chromium, base: str, seeded: Seeded) -> Seen:
         seen.texts["after-delete"] = text()
         shot("after-delete")
 
-        for entry in driver.get_log("browser"):
+        for entry in driver.get_log("browser"):  # type: ignore[no-untyped-call]
             if "Content Security Policy" in entry.get("message", ""):
                 seen.csp_errors.append(entry["message"])
     finally:
