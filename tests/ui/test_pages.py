@@ -14,14 +14,16 @@ from registryd.config import Settings
 from tests.conftest import Client
 from tests.support.docker_v1 import basic
 from tests.support.images import tar_layer
-from tests.support.v2client import V2Client
+from tests.support.v2client import V2Client, sha256
 from tests.ui.conftest import (
     ADMIN,
+    ALICE,
     SBOM_TYPE,
     SIGNATURE_TYPE,
     Browser,
     MakeBrowser,
     Seeded,
+    image_config,
     push_image,
 )
 
@@ -234,3 +236,18 @@ async def test_auth_off_shows_everything(settings: Settings, aiohttp_client: Aio
         page = await Browser(session).get("/ui/r/anyone/thing")
     assert page.status == 200
     assert "delete-tag" in page.text  # with access checks off, anyone may, as in the APIs
+
+
+async def test_config_of_another_repository_is_not_read(
+    seeded: Seeded, client: Client, new_browser: MakeBrowser
+) -> None:
+    """A config blob unlinked from the repository is not shown, even if its file exists."""
+    config = sha256(image_config("amd64"))
+    async with client.delete(
+        f"/v2/alice/app/blobs/{config}", headers={"Authorization": basic(*ALICE)}
+    ) as resp:
+        assert resp.status == 202
+    page = await new_browser().get(f"/ui/r/alice/app/-/manifest/{seeded.image_digest}")
+    assert page.status == 200
+    assert 'id="config"' not in page.text
+    assert "is not shown" in page.text
