@@ -87,7 +87,7 @@ class Browser:
     async def login(self, username: str, password: str) -> Page:
         page = await self.post("/ui/login", {"username": username, "password": password})
         assert page.status == 200, page.text
-        assert f"{username}" in page.text
+        assert f'<span class="who">{username}' in page.text
         return page
 
     def cookie(self, name: str) -> str | None:
@@ -99,7 +99,7 @@ class Browser:
 
 @pytest.fixture
 async def browsers(client: Client) -> AsyncIterator[list[Browser]]:
-    """Make browsers with ``browsers.append``-free helper: see ``new_browser``."""
+    """The browsers ``new_browser`` made in this test, closed at its end."""
     made: list[Browser] = []
     yield made
     for browser in made:
