@@ -34,60 +34,78 @@ class Viewer:
 
 @dataclass(frozen=True, slots=True)
 class RepositorySummary:
+    """A catalog row: the repository with its numbers."""
+
     repository_id: int
     name: RepositoryName
     description: str | None
     is_public: bool
-    v1_tags: int
-    v2_tags: int
-    v1_images: int
-    v2_manifests: int
+    has_v1: bool  # v1 tags or declared v1 images
+    has_v2: bool  # v2 manifests
+    tag_count: int
     last_push: datetime | None
     size_bytes: int
 
     @property
-    def tag_count(self) -> int:
-        return self.v1_tags + self.v2_tags
+    def origins(self) -> list[str]:
+        return [origin for origin, has in (("v1", self.has_v1), ("v2", self.has_v2)) if has]
+
+
+@dataclass(frozen=True, slots=True)
+class RepositoryHeader:
+    """What a repository's own pages need besides their rows: cheap whatever its size."""
+
+    repository_id: int
+    name: RepositoryName
+    description: str | None
+    is_public: bool
+    has_v1: bool
+    has_v2: bool
 
     @property
     def origins(self) -> list[str]:
-        found = []
-        if self.v1_tags or self.v1_images:
-            found.append("v1")
-        if self.v2_tags or self.v2_manifests:
-            found.append("v2")
-        return found
+        return [origin for origin, has in (("v1", self.has_v1), ("v2", self.has_v2)) if has]
 
 
 def _like(term: str) -> str:
     return "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+_ORIGINS = """
+    (EXISTS (SELECT 1 FROM v1_tags t WHERE t.repository_id = r.repository_id)
+     OR EXISTS (SELECT 1 FROM repository_images d WHERE d.repository_id = r.repository_id))
+        AS has_v1,
+    EXISTS (SELECT 1 FROM v2_manifests m WHERE m.repository_id = r.repository_id) AS has_v2
+"""
+
 # Per-repository numbers, for a row ``r`` of repositories. The size counts each distinct
-# blob once: v2 blobs linked to the repository and the layers of its v1 images (declared
-# ones and the ancestry of its tags).
-_STATS = """
-    (SELECT count(*) FROM v1_tags t WHERE t.repository_id = r.repository_id) AS v1_tags,
-    (SELECT count(*) FROM v2_tags t WHERE t.repository_id = r.repository_id) AS v2_tags,
-    (SELECT count(*) FROM repository_images d WHERE d.repository_id = r.repository_id)
-        AS v1_images,
-    (SELECT count(*) FROM v2_manifests m WHERE m.repository_id = r.repository_id)
-        AS v2_manifests,
+# blob once: v2 blobs linked to the repository, plus the layers of its v1 images (declared
+# ones and the ancestry of its tags) that are not among those.
+_STATS = f"""
+    {_ORIGINS},
+    (SELECT count(*) FROM v1_tags t WHERE t.repository_id = r.repository_id)
+        + (SELECT count(*) FROM v2_tags t WHERE t.repository_id = r.repository_id) AS tag_count,
     GREATEST(
         (SELECT max(t.updated_at) FROM v1_tags t WHERE t.repository_id = r.repository_id),
         (SELECT max(t.updated_at) FROM v2_tags t WHERE t.repository_id = r.repository_id),
         (SELECT max(m.created_at) FROM v2_manifests m WHERE m.repository_id = r.repository_id)
     ) AS last_push,
-    (SELECT coalesce(sum(b.size_bytes), 0) FROM blobs b WHERE b.digest IN (
-        SELECT l.digest FROM v2_repository_blobs l WHERE l.repository_id = r.repository_id
-        UNION
-        SELECT i.layer_digest FROM v1_images i WHERE i.image_id IN (
-            SELECT d.image_id FROM repository_images d WHERE d.repository_id = r.repository_id
-            UNION
-            SELECT unnest(ti.ancestry) FROM v1_tags t JOIN v1_images ti USING (image_id)
-            WHERE t.repository_id = r.repository_id
-        )
-    ))::bigint AS size_bytes
+    ((SELECT coalesce(sum(b.size_bytes), 0)
+      FROM v2_repository_blobs l JOIN blobs b USING (digest)
+      WHERE l.repository_id = r.repository_id)
+     + (SELECT coalesce(sum(b.size_bytes), 0) FROM blobs b WHERE b.digest IN (
+            SELECT i.layer_digest FROM v1_images i WHERE i.image_id IN (
+                SELECT d.image_id FROM repository_images d
+                WHERE d.repository_id = r.repository_id
+                UNION
+                SELECT unnest(ti.ancestry) FROM v1_tags t JOIN v1_images ti USING (image_id)
+                WHERE t.repository_id = r.repository_id
+            )
+        ) AND NOT EXISTS (
+            SELECT 1 FROM v2_repository_blobs l
+            WHERE l.repository_id = r.repository_id AND l.digest = b.digest
+        ))
+    )::bigint AS size_bytes
 """
 
 
@@ -97,10 +115,9 @@ def _summary(row: asyncpg.Record) -> RepositorySummary:
         name=RepositoryName(row["namespace"], row["name"]),
         description=row["description"],
         is_public=row["is_public"],
-        v1_tags=row["v1_tags"],
-        v2_tags=row["v2_tags"],
-        v1_images=row["v1_images"],
-        v2_manifests=row["v2_manifests"],
+        has_v1=row["has_v1"],
+        has_v2=row["has_v2"],
+        tag_count=row["tag_count"],
         last_push=row["last_push"],
         size_bytes=row["size_bytes"],
     )
@@ -147,13 +164,22 @@ async def fetch_catalog_page(
     return total, [_summary(r) for r in rows]
 
 
-async def fetch_repository_summary(conn: Conn, name: RepositoryName) -> RepositorySummary | None:
+async def fetch_repository_header(conn: Conn, name: RepositoryName) -> RepositoryHeader | None:
     row = await conn.fetchrow(
-        f"SELECT r.*, {_STATS} FROM repositories r WHERE r.namespace = $1 AND r.name = $2",
+        f"SELECT r.*, {_ORIGINS} FROM repositories r WHERE r.namespace = $1 AND r.name = $2",
         name.namespace,
         name.repository,
     )
-    return _summary(row) if row is not None else None
+    if row is None:
+        return None
+    return RepositoryHeader(
+        repository_id=row["repository_id"],
+        name=RepositoryName(row["namespace"], row["name"]),
+        description=row["description"],
+        is_public=row["is_public"],
+        has_v1=row["has_v1"],
+        has_v2=row["has_v2"],
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from registryd.auth.identity import Identity
 from registryd.auth.policy import Action, may
 from registryd.db import ui_queries
 from registryd.db.queries import Conn
-from registryd.db.ui_queries import RepositorySummary, Viewer
+from registryd.db.ui_queries import RepositoryHeader, Viewer
 from registryd.errors import AccessDenied, Unauthenticated
 from registryd.keys import REPOSITORY, SERVICES
 from registryd.names import LIBRARY_NAMESPACE, RepositoryName
@@ -29,7 +29,7 @@ def catalog_viewer(request: web.Request, identity: Identity) -> Viewer:
 
 
 def allows(
-    request: web.Request, identity: Identity, repo: RepositorySummary, action: Action
+    request: web.Request, identity: Identity, repo: RepositoryHeader, action: Action
 ) -> bool:
     settings = request.config_dict[SERVICES].settings
     if settings.auth_mode == "none":
@@ -47,11 +47,11 @@ def parse_name(text: str) -> RepositoryName:
 
 async def readable_repository(
     request: web.Request, conn: Conn, identity: Identity, text: str
-) -> RepositorySummary:
-    """The repository with its numbers; 404 alike when missing or not readable."""
+) -> RepositoryHeader:
+    """The repository; 404 alike when missing or not readable."""
     if not text or len(text) > 512:
         raise NotFound()
-    repo = await ui_queries.fetch_repository_summary(conn, parse_name(text))
+    repo = await ui_queries.fetch_repository_header(conn, parse_name(text))
     if repo is None or not allows(request, identity, repo, Action.READ):
         raise NotFound()
     request[REPOSITORY] = str(repo.name)
@@ -59,7 +59,7 @@ async def readable_repository(
 
 
 def require(
-    request: web.Request, identity: Identity, repo: RepositorySummary, action: Action
+    request: web.Request, identity: Identity, repo: RepositoryHeader, action: Action
 ) -> None:
     if not allows(request, identity, repo, action):
         if identity.is_anonymous:

@@ -16,6 +16,7 @@ from registryd.errors import (
     TagUnknown,
     Unauthenticated,
     UserExists,
+    UserUnknown,
 )
 from registryd.http.middleware import Handler, request_id
 from registryd.ui import display
@@ -61,7 +62,7 @@ def _status_of(exc: RegistryError) -> int:
         return 401
     if isinstance(exc, AccessDenied):
         return 403
-    if isinstance(exc, RepositoryUnknown | ManifestUnknown | TagUnknown):
+    if isinstance(exc, RepositoryUnknown | ManifestUnknown | TagUnknown | UserUnknown):
         return 404
     if isinstance(exc, UserExists):
         return 409

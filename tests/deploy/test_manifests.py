@@ -219,7 +219,7 @@ def test_disruption_network_and_ingress(rendered: list[Resource]) -> None:
     ingress = one(rendered, "Ingress")
     [rule] = ingress["spec"]["rules"]
     public = {path["path"] for path in rule["http"]["paths"]}
-    assert public == {"/v1", "/v2", "/_ping"}  # not /metrics, /livez, /readyz
+    assert public == {"/v1", "/v2", "/_ping", "/ui"}  # not /metrics, /livez, /readyz
     annotations = ingress["metadata"]["annotations"]
     assert annotations["nginx.ingress.kubernetes.io/proxy-body-size"] == "0"
     assert int(annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 600

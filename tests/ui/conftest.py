@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,7 +87,7 @@ class Browser:
     async def login(self, username: str, password: str) -> Page:
         page = await self.post("/ui/login", {"username": username, "password": password})
         assert page.status == 200, page.text
-        assert f"{username}" in page.text
+        assert f'<span class="who">{username}' in page.text
         return page
 
     def cookie(self, name: str) -> str | None:
@@ -99,7 +99,7 @@ class Browser:
 
 @pytest.fixture
 async def browsers(client: Client) -> AsyncIterator[list[Browser]]:
-    """Make browsers with ``browsers.append``-free helper: see ``new_browser``."""
+    """The browsers ``new_browser`` made in this test, closed at its end."""
     made: list[Browser] = []
     yield made
     for browser in made:
@@ -107,7 +107,7 @@ async def browsers(client: Client) -> AsyncIterator[list[Browser]]:
 
 
 @pytest.fixture
-def new_browser(client: Client, browsers: list[Browser]) -> Any:
+def new_browser(client: Client, browsers: list[Browser]) -> MakeBrowser:
     def make() -> Browser:
         session = aiohttp.ClientSession(
             base_url=str(client.make_url("/")), cookie_jar=aiohttp.CookieJar(unsafe=True)
@@ -267,3 +267,6 @@ async def seed_registry(client: Client, db: asyncpg.Connection) -> Seeded:
 @pytest.fixture
 async def seeded(client: Client, db: asyncpg.Connection) -> Seeded:
     return await seed_registry(client, db)
+
+
+MakeBrowser = Callable[[], Browser]

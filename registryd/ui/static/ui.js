@@ -8,14 +8,16 @@ document.addEventListener("click", (event) => {
   const source = document.getElementById(button.dataset.copy);
   if (!source) return;
   const text = source.textContent;
-  const done = () => {
-    button.textContent = "copied";
-    setTimeout(() => { button.textContent = "copy"; }, 1500);
+  const done = (label) => {
+    button.textContent = label;
+    setTimeout(() => { button.textContent = "copy"; }, 2000);
   };
+  // Without clipboard access (plain HTTP to a remote host), select it for Ctrl+C.
+  const fallback = () => { selectText(source); done("selected"); };
   if (navigator.clipboard && window.isSecureContext) {
-    navigator.clipboard.writeText(text).then(done, () => selectText(source));
+    navigator.clipboard.writeText(text).then(() => done("copied"), fallback);
   } else {
-    selectText(source);
+    fallback();
   }
 });
 

@@ -51,26 +51,32 @@ async def manifest(request: web.Request) -> web.Response:
         if detail is None:
             raise NotFound()
         referrers = await queries.fetch_referrers(conn, repo.repository_id, digest, None)
-    body = display.loads_object(detail.body)
+        body = display.loads_object(detail.body)
+        found = display.descriptors([body.get("config")])
+        config_descriptor = found[0] if found else None
+        # Only a blob of this repository: its bytes may exist through another one alone.
+        config_size = (
+            await queries.fetch_repository_blob_size(
+                conn, repo.repository_id, Digest.parse(config_descriptor.digest)
+            )
+            if config_descriptor is not None and detail.media_type not in INDEX_TYPES
+            else None
+        )
     by_type: dict[str, list[Any]] = defaultdict(list)
     for referrer in referrers:
         by_type[referrer.artifact_type or referrer.media_type].append(
             (referrer, display.string_map(referrer.annotations))
         )
     config = None
-    config_descriptor = None
     layers: list[display.Descriptor] = []
     platforms: list[display.Descriptor] = []
     if detail.media_type in INDEX_TYPES:
         platforms = display.index_platforms(body)
+        config_descriptor = None
     else:
-        found = display.descriptors([body.get("config")])
-        config_descriptor = found[0] if found else None
         layers = display.descriptors(body.get("layers"))
-        if config_descriptor is not None and config_descriptor.size is not None:
-            raw = await _read_blob(
-                svc, Digest.parse(config_descriptor.digest), config_descriptor.size
-            )
+        if config_descriptor is not None and config_size is not None:
+            raw = await _read_blob(svc, Digest.parse(config_descriptor.digest), config_size)
             if raw is not None:
                 config = display.image_config(display.loads_object(raw))
     name = repo.name.for_oci()
