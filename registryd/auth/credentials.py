@@ -49,9 +49,13 @@ def parse_basic(value: str) -> tuple[str, str]:
     return username, password
 
 
-async def _login(request: web.Request, svc: Services, username: str, password: str) -> Identity:
-    """``users.authenticate``, throttled per client address and account (see throttle.py)."""
-    throttle = request.app.get(LOGIN_THROTTLE)
+async def login(request: web.Request, svc: Services, username: str, password: str) -> Identity:
+    """``users.authenticate``, throttled per client address and account (see throttle.py).
+
+    Every way to present a password (Basic on the APIs, the web UI's form) comes here.
+    Raises Unauthenticated, AccessDenied, TooManyRequests.
+    """
+    throttle = request.config_dict.get(LOGIN_THROTTLE)
     if throttle is None:
         return await users.authenticate(svc, username, password)
     address = request.remote or ""
@@ -78,7 +82,7 @@ async def resolve_caller(request: web.Request, svc: Services) -> Caller:
         caller = Caller(ANONYMOUS)
     elif scheme.lower() == "basic":
         username, password = parse_basic(value)
-        caller = Caller(await _login(request, svc, username, password))
+        caller = Caller(await login(request, svc, username, password))
     elif scheme.lower() == "token":
         tokens = parse_token_header(value)
         if not tokens:

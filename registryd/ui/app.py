@@ -21,7 +21,6 @@ from registryd.errors import (
 from registryd.http.middleware import Handler, request_id
 from registryd.ui import display
 from registryd.ui.render import load_assets, page, static_file
-from registryd.ui.throttle import THROTTLE, LoginThrottle
 from registryd.ui.views import account, admin, catalog, image, repository
 
 log = logging.getLogger(__name__)
@@ -90,7 +89,6 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 def create_ui_app() -> web.Application:
     ui = web.Application(middlewares=[_errors])
-    ui[THROTTLE] = LoginThrottle()
     # Templates are read into memory at start-up (off the loop): rendering never touches disk.
     env = aiohttp_jinja2.setup(
         ui,

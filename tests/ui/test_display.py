@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import time
 
 from registryd.ui import display
-from registryd.ui.throttle import LoginThrottle
 
 
 def test_config_fields_of_the_wrong_type_are_left_out() -> None:
@@ -66,14 +64,3 @@ def test_pull_commands_for_v1_name_only_docker() -> None:
     assert "--plain-http" in by_digest[3].command
     v1 = display.pull_commands("h", "alice/old", "latest", plain_http=True, v2=False)
     assert [c.client for c in v1] == ["docker"]
-
-
-def test_throttle_counts_failures_per_address_within_the_window() -> None:
-    throttle = LoginThrottle(max_failures=3, window_seconds=0.2)
-    for _ in range(3):
-        assert throttle.retry_after("10.0.0.1") == 0
-        throttle.failed("10.0.0.1")
-    assert throttle.retry_after("10.0.0.1") >= 1
-    assert throttle.retry_after("10.0.0.2") == 0  # another address is not affected
-    time.sleep(0.25)
-    assert throttle.retry_after("10.0.0.1") == 0  # the window passed

@@ -7,6 +7,7 @@ import re
 
 import asyncpg
 
+from registryd.config import Settings
 from registryd.ui.app import CONTENT_SECURITY_POLICY
 from tests.conftest import Client
 from tests.support.docker_v1 import basic
@@ -178,21 +179,32 @@ async def test_security_headers_on_every_ui_response(
     assert "<style" not in page.text
 
 
-async def test_failed_logins_are_throttled_per_address(
-    seeded: Seeded, new_browser: MakeBrowser
+async def test_failed_logins_are_throttled_like_the_api(
+    seeded: Seeded, new_browser: MakeBrowser, settings: Settings, client: Client
 ) -> None:
+    """The form shares the APIs' throttle: per account, then per address."""
     browser = new_browser()
-    for _ in range(5):
+    for _ in range(settings.login_failures_per_account):
         page = await browser.post("/ui/login", {"username": "alice", "password": "wrong"})
         assert page.status == 401
         assert "Wrong username or password" in page.text
-    page = await browser.post("/ui/login", {"username": "alice", "password": ALICE[1]})
-    assert page.status == 429  # even the right password waits now
+    # Guessing goes on: refused before any hashing. (A password this process verified
+    # recently still works, so an attacked account's own clients are not locked out.)
+    page = await browser.post("/ui/login", {"username": "alice", "password": "wrong-again"})
+    assert page.status == 429
     assert int(page.headers["Retry-After"]) > 0
     assert browser.cookie("registryd_session") is None
+    # Other accounts from the same address, until the address is throttled too.
+    spare = settings.login_failures_per_address - settings.login_failures_per_account
+    for i in range(spare):
+        page = await browser.post("/ui/login", {"username": f"guess{i}", "password": "x"})
+        assert page.status == 401
     unknown = new_browser()
     page = await unknown.post("/ui/login", {"username": "nobody", "password": "x"})
     assert page.status == 429  # the same address
+    # The API's Basic login from that address is refused by the same throttle.
+    resp = await client.get("/v1/users", headers={"Authorization": basic("bob_b", "x")})
+    assert resp.status == 429
 
 
 async def test_login_redirects_only_inside_the_ui(seeded: Seeded, new_browser: MakeBrowser) -> None:

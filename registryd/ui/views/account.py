@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from registryd.auth import credentials
 from registryd.db import queries
-from registryd.domain import users
-from registryd.errors import AccessDenied, Unauthenticated
+from registryd.errors import AccessDenied, TooManyRequests, Unauthenticated
 from registryd.keys import SERVICES
 from registryd.ui import session
 from registryd.ui.forms import checked_form, notice, see_other
 from registryd.ui.render import page
-from registryd.ui.throttle import THROTTLE
 
 _MAX_FIELD_CHARS = 512
 
@@ -39,8 +38,6 @@ async def login(request: web.Request) -> web.StreamResponse:
     username = fields.get("username", "")[:_MAX_FIELD_CHARS]
     password = fields.get("password", "")[:_MAX_FIELD_CHARS]
     next_url = _next_url(fields.get("next"))
-    throttle = request.app[THROTTLE]
-    address = request.remote or "unknown"
 
     async def refuse(status: int, error: str) -> web.Response:
         return await page(
@@ -53,15 +50,16 @@ async def login(request: web.Request) -> web.StreamResponse:
             notice=None,
         )
 
-    if (wait := throttle.retry_after(address)) > 0:
+    svc = request.config_dict[SERVICES]
+    try:
+        # The APIs' login: the same throttle per address and per account.
+        identity = await credentials.login(request, svc, username, password)
+    except TooManyRequests as exc:
+        wait = exc.retry_after
         response = await refuse(429, f"Too many failed sign-ins; try again in {wait} s.")
         response.headers["Retry-After"] = str(wait)
         return response
-    svc = request.config_dict[SERVICES]
-    try:
-        identity = await users.authenticate(svc, username, password)
     except (Unauthenticated, AccessDenied):
-        throttle.failed(address)
         return await refuse(401, "Wrong username or password, or the account is disabled.")
     async with svc.pool.acquire() as conn:
         user = await queries.fetch_user(conn, identity.username or "")
