@@ -147,6 +147,27 @@ def blockbuster() -> Iterator[None]:
         yield
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Give each run a temp root of its own (unless ``--basetemp`` is given).
+
+    pytest's shared root (``pytest-of-<user>``) is reset to mode 0700 by every run;
+    as root, the embedded PostgreSQL of a ``registryd serve`` under test runs as
+    another user and would lose its data directory to a concurrent run.
+    """
+    if config.option.basetemp is None and not hasattr(config, "workerinput"):
+        config.option.basetemp = tempfile.mkdtemp(prefix="registryd-pytest-")
+        config.stash[_OWN_BASETEMP] = config.option.basetemp
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    own = config.stash.get(_OWN_BASETEMP, None)
+    if own is not None:
+        shutil.rmtree(own, ignore_errors=True)
+
+
+_OWN_BASETEMP = pytest.StashKey[str]()
+
+
 # Skip reasons of tests that need a tool pip cannot install: "<tool> is not installed",
 # or the conformance suites' variable. Named once at the end, so a quiet skip is seen.
 _MISSING_TOOL = re.compile(r"(\S+) is not installed|(OCI_CONFORMANCE_RUN) is not set")
