@@ -7,12 +7,14 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+import asyncpg
 from aiohttp import web
 
 from registryd.auth.secrets import load_token_secret
 from registryd.config import Settings
 from registryd.db.pool import create_pool
-from registryd.domain import users
+from registryd.db.process_owner import ProcessOwner
+from registryd.domain import uploads, users
 from registryd.domain.services import Services
 from registryd.http.middleware import add_request_id_header, error_middleware
 from registryd.keys import LIFECYCLE, METRICS, SERVICES, SETTINGS
@@ -35,12 +37,12 @@ log = logging.getLogger(__name__)
 _MIN_PERIODIC_STALE_SECONDS = 300
 
 
-async def _sweep_stale_uploads(storage: FilesystemBackend, max_age_seconds: int) -> None:
+async def _sweep_stale_uploads(svc: Services, max_age_seconds: int) -> None:
     """Remove abandoned temp files at start-up, then periodically."""
     while True:
         try:
-            removed = await storage.remove_stale_uploads(max_age_seconds)
-        except OSError:
+            removed = await uploads.sweep_temp_files(svc, max_age_seconds)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             # Keep sweeping later (the directory may come back, e.g. a remounted volume).
             log.exception("sweeping stale upload files failed")
             removed = 0
@@ -77,6 +79,13 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     await storage.start()
     token_secret = await asyncio.to_thread(load_token_secret, settings)
     pool = await create_pool(settings.database_url, settings)
+
+    # Claims and temp files carry this process's key; its lock tells others we live.
+    def name_temp_files_with(key: int) -> None:
+        storage.owner = key
+
+    owner = ProcessOwner(on_key=name_temp_files_with)
+    await owner.start(settings.database_url)
     svc = Services(pool=pool, storage=storage, settings=settings, token_secret=token_secret)
     app[SERVICES] = svc
     if settings.auth_mode == "none":
@@ -87,7 +96,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     if settings.admin_user is not None and settings.admin_password is not None:
         await users.ensure_user(svc, settings.admin_user, settings.admin_password, is_admin=True)
         log.info("admin account %r is ready", settings.admin_user)
-    sweeper = asyncio.create_task(_sweep_stale_uploads(storage, settings.stale_upload_seconds))
+    sweeper = asyncio.create_task(_sweep_stale_uploads(svc, settings.stale_upload_seconds))
     sampler = asyncio.create_task(_sample_pool(app))
     open_files = asyncio.create_task(_sweep_open_files(storage))
     try:
@@ -97,6 +106,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await owner.close()
         await pool.close()
         storage.close()
 

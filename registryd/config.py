@@ -203,6 +203,10 @@ class Settings:
     # Blob files kept open per process and shared by concurrent GETs, so a popular
     # layer is served without opening it again (0: open and close per request).
     open_files: int = 256
+    # Open v2 upload sessions a signed-in user may have at once (0: no limit).
+    max_uploads_per_user: int = 100
+    # /readyz answers 503 while the storage has less free space than this (0: never).
+    min_free_bytes: int = 512 * 1024**2
 
     @property
     def storage_root(self) -> Path:
@@ -268,6 +272,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "workers": _parse_positive_int,
     "sendfile": _parse_bool,
     "open_files": _parse_non_negative_int,
+    "max_uploads_per_user": _parse_non_negative_int,
+    "min_free_bytes": parse_size_bytes,
 }
 
 
