@@ -37,11 +37,17 @@ log = logging.getLogger(__name__)
 _MIN_PERIODIC_STALE_SECONDS = 300
 
 
+# Later sweeps spare files touched this recently: a process whose database connection
+# blipped got a new key, and may still be finishing a file named with the old one.
+_PERIODIC_SWEEP_GRACE_SECONDS = 60
+
+
 async def _sweep_stale_uploads(svc: Services, max_age_seconds: int) -> None:
     """Remove abandoned temp files at start-up, then periodically."""
+    grace_seconds = 0
     while True:
         try:
-            removed = await uploads.sweep_temp_files(svc, max_age_seconds)
+            removed = await uploads.sweep_temp_files(svc, max_age_seconds, grace_seconds)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             # Keep sweeping later (the directory may come back, e.g. a remounted volume).
             log.exception("sweeping stale upload files failed")
@@ -49,6 +55,7 @@ async def _sweep_stale_uploads(svc: Services, max_age_seconds: int) -> None:
         if removed:
             log.info("removed %d stale upload file(s)", removed)
         max_age_seconds = max(max_age_seconds, _MIN_PERIODIC_STALE_SECONDS)
+        grace_seconds = _PERIODIC_SWEEP_GRACE_SECONDS
         await asyncio.sleep(max_age_seconds)
 
 

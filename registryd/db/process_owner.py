@@ -78,10 +78,13 @@ class ProcessOwner:
             if self._conn is not None and not self._conn.is_closed():
                 continue
             # Lost (database restart, network): meanwhile our claims looked abandoned and
-            # may have been taken over; those requests find out when they release.
+            # may have been taken over. The old key stays dead, so none of them can come
+            # back to life; the requests holding them find out when they release.
+            self._conn = None
+            self.key = _new_key()
             try:
                 await self._lock(database_url)
-                log.warning("process owner lock re-taken", extra={"fields": {"key": self.key}})
+                log.warning("process owner lock lost and re-taken with key %d", self.key)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("process owner lock lost: %s", exc)
 

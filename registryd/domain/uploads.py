@@ -281,9 +281,10 @@ async def complete_upload(
     committed = False
     try:
         claim = await _own_file(svc, claim)
-        size, declared = await _append(svc, claim, body, None)
-        if declared is not None and size != declared:
-            raise SizeInvalid()
+        appended, declared = await _append(svc, claim, body, None)
+        if declared is not None and appended != declared:
+            raise SizeInvalid()  # released at the old size: the final chunk leaves no trace
+        size = appended
         hasher = svc.upload_hashes.take(upload_id, size)
         try:
             await svc.storage.commit_upload(upload_id, claim.file_token, size, digest, hasher)
@@ -338,12 +339,15 @@ async def expire_uploads(svc: Services) -> int:
     return len(expired)
 
 
-async def sweep_temp_files(svc: Services, max_age_seconds: float) -> int:
+async def sweep_temp_files(
+    svc: Services, max_age_seconds: float, grace_seconds: float = 0
+) -> int:
     """Remove temp files no one will use again; return how many.
 
     A session file whose session is gone (or that a takeover replaced), and a
-    process's temp file once that process is dead, go at once, whatever their
-    age; a file of no known kind when untouched for ``max_age_seconds``. Files
+    process's temp file once that process is dead, go once untouched for
+    ``grace_seconds`` (at start-up: 0, whatever their age); a file of no known
+    kind when untouched for ``max_age_seconds``. Files
     are listed before the rows are read, and a session's row exists before its
     file (and names a new generation before that file is made), so a session
     that starts meanwhile is never taken for an orphan.
@@ -356,9 +360,12 @@ async def sweep_temp_files(svc: Services, max_age_seconds: float) -> int:
     async with svc.pool.acquire() as conn:
         sessions = await upload_queries.fetch_session_files(conn, session_ids)
         live = await upload_queries.fetch_live_owners(conn, owners)
-    cutoff = time.time() - max_age_seconds
+    now = time.time()
+    cutoff = now - max_age_seconds
     doomed = []
     for file in files:
+        if file.mtime > now - grace_seconds:
+            continue
         if file.upload_key is not None:
             session = sessions.get(file.upload_key)
             # A claimed session may be mid-takeover: the new claim still copies the old file.
