@@ -47,7 +47,12 @@ def _no_space(function: Callable[_P, _T]) -> Callable[_P, _T]:
 
 
 def _mkdirs(path: Path) -> None:
-    path.mkdir(mode=paths.DIR_MODE, parents=True, exist_ok=True)
+    """``mkdir -p`` with every directory it creates 0700 (``Path.mkdir`` gives parents 0777)."""
+    if path.is_dir():
+        return
+    _mkdirs(path.parent)
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=paths.DIR_MODE)
 
 
 def _fsync_dir(path: Path) -> None:
