@@ -37,7 +37,9 @@ async def test_blobs_and_uploads_are_private_to_the_server(
     root = settings.storage_root
     files = [p for p in root.rglob("*") if p.is_file()]
     directories = [root, *(p for p in root.rglob("*") if p.is_dir())]
-    assert len([f for f in files if f.is_relative_to(paths.blobs_dir(root))]) == 2  # the v1 layer, the v2 blob
+    assert (
+        len([f for f in files if f.is_relative_to(paths.blobs_dir(root))]) == 2
+    )  # the v1 layer, the v2 blob
     assert any(f.is_relative_to(paths.uploads_dir(root)) for f in files)
     assert {str(f): oct(_mode(f)) for f in files if _mode(f) != 0o600} == {}
     assert {str(d): oct(_mode(d)) for d in directories if _mode(d) != 0o700} == {}
