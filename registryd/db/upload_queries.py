@@ -50,13 +50,13 @@ async def count_user_sessions_locked(conn: Conn, created_by: str) -> int:
 
 
 async def claim_session(
-    conn: Conn, upload_id: str, repository_id: int, owner: int, ours_in_flight: bool
+    conn: Conn, upload_id: str, repository_id: int, owner: int
 ) -> ClaimedSession | None:
     """Claim the session for a request of process ``owner``; None if unknown or busy.
 
     A claim is busy while its process holds its advisory lock; a claim of a dead
-    process is taken over at once. ``ours_in_flight`` says whether a request of
-    this very process holds a claim on it now (else our own old mark is a leftover).
+    process is taken over at once. The caller has checked that no request of its
+    own process holds the session, so a mark of ``owner`` is a leftover.
     """
     row = await conn.fetchrow(
         f"""
@@ -71,15 +71,14 @@ async def claim_session(
         WHERE u.upload_id = current.upload_id
           AND (u.busy_since IS NULL
                OR u.claim_owner IS NULL
-               OR (u.claim_owner = $3 AND NOT $4)
-               OR (u.claim_owner <> $3 AND NOT {owner_alive_sql("u.claim_owner")}))
+               OR u.claim_owner = $3
+               OR NOT {owner_alive_sql("u.claim_owner")})
         RETURNING u.upload_id, u.repository_id, u.size_bytes, u.busy_since, u.file_token,
                   u.declared_size, current.previous IS NOT NULL AS taken_over
         """,
         upload_id,
         repository_id,
         owner,
-        ours_in_flight,
     )
     if row is None:
         return None
@@ -92,6 +91,19 @@ async def claim_session(
         declared_size=row["declared_size"],
         taken_over=row["taken_over"],
     )
+
+
+async def release_leftover_claims(conn: Conn, owner: int, in_flight: list[str]) -> int:
+    """Clear the claims of process ``owner`` on sessions other than ``in_flight``."""
+    status = await conn.execute(
+        """
+        UPDATE v2_uploads SET busy_since = NULL, claim_owner = NULL
+        WHERE claim_owner = $1 AND NOT (upload_id = ANY($2::text[]))
+        """,
+        owner,
+        in_flight,
+    )
+    return int(status.split()[-1])
 
 
 async def set_file_token(conn: Conn, upload_id: str, claimed_at: datetime, token: str) -> bool:

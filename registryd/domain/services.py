@@ -23,3 +23,5 @@ class Services:
     upload_hashes: UploadHashes = field(default_factory=UploadHashes)
     # Complete images by id: immutable, so safe to keep per process (see image_cache).
     images: ImageCache = field(default_factory=ImageCache)
+    # Upload sessions a request of this process is claiming or holds right now.
+    upload_claims: set[str] = field(default_factory=set)

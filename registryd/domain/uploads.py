@@ -47,11 +47,6 @@ from registryd.storage import paths
 
 log = logging.getLogger(__name__)
 
-# (process key, upload id) of the claims requests of this process hold right now: a mark
-# of our own process on a session not listed here was left by a request that failed to
-# release it, and is taken over.
-_IN_FLIGHT: set[tuple[int, str]] = set()
-
 
 @dataclass(frozen=True, slots=True)
 class ChunkRange:
@@ -126,19 +121,26 @@ async def cancel_upload(svc: Services, name: RepositoryName, upload_id: str) -> 
 async def _claim(svc: Services, name: RepositoryName, upload_id: str) -> ClaimedSession:
     if not paths.is_upload_key(upload_id):
         raise UploadUnknown()
-    owner = svc.storage.owner
-    async with svc.pool.acquire() as conn:
-        repo = await queries.fetch_repository(conn, name)
-        if repo is None:
-            raise UploadUnknown()
-        claim = await upload_queries.claim_session(
-            conn, upload_id, repo.repository_id, owner, (owner, upload_id) in _IN_FLIGHT
-        )
-        if claim is None:
-            if await queries.fetch_upload(conn, upload_id, repo.repository_id) is None:
+    # Registered before the claim is made: a mark of this process on a session that
+    # is not listed here is a leftover (release_leftover_claims), never a claim in the making.
+    if upload_id in svc.upload_claims:
+        raise UploadBusy()
+    svc.upload_claims.add(upload_id)
+    try:
+        async with svc.pool.acquire() as conn:
+            repo = await queries.fetch_repository(conn, name)
+            if repo is None:
                 raise UploadUnknown()
-            raise UploadBusy()
-    _IN_FLIGHT.add((owner, upload_id))
+            claim = await upload_queries.claim_session(
+                conn, upload_id, repo.repository_id, svc.storage.owner
+            )
+            if claim is None:
+                if await queries.fetch_upload(conn, upload_id, repo.repository_id) is None:
+                    raise UploadUnknown()
+                raise UploadBusy()
+    except BaseException:
+        svc.upload_claims.discard(upload_id)
+        raise
     return claim
 
 
@@ -169,7 +171,7 @@ async def _own_file(svc: Services, claim: ClaimedSession) -> ClaimedSession:
 async def _release(
     svc: Services, claim: ClaimedSession, size_bytes: int, declared_size: int | None
 ) -> bool:
-    _IN_FLIGHT.discard((svc.storage.owner, claim.upload_id))
+    svc.upload_claims.discard(claim.upload_id)
     async with svc.pool.acquire() as conn:
         released = await upload_queries.release_session(
             conn, claim.upload_id, size_bytes, claim.claimed_at, declared_size
@@ -290,7 +292,7 @@ async def complete_upload(
             await svc.storage.commit_upload(upload_id, claim.file_token, size, digest, hasher)
         except (DigestMismatch, UploadUnknown):
             committed = True  # nothing left to release
-            _IN_FLIGHT.discard((svc.storage.owner, upload_id))
+            svc.upload_claims.discard(upload_id)
             await _forget(svc, upload_id, claim.file_token)
             raise
         async with svc.pool.acquire() as conn, conn.transaction():
@@ -298,7 +300,7 @@ async def complete_upload(
             await queries.link_blob(conn, claim.repository_id, digest)
             await queries.delete_upload(conn, upload_id)
         committed = True
-        _IN_FLIGHT.discard((svc.storage.owner, upload_id))
+        svc.upload_claims.discard(upload_id)
         svc.upload_hashes.drop(upload_id)
     finally:
         if not committed:
@@ -339,9 +341,16 @@ async def expire_uploads(svc: Services) -> int:
     return len(expired)
 
 
-async def sweep_temp_files(
-    svc: Services, max_age_seconds: float, grace_seconds: float = 0
-) -> int:
+async def release_leftover_claims(svc: Services) -> int:
+    """Clear claims of this process that no request of it holds (their release failed,
+    e.g. in a database outage): other replicas could not take them over, as we live."""
+    async with svc.pool.acquire() as conn:
+        return await upload_queries.release_leftover_claims(
+            conn, svc.storage.owner, sorted(svc.upload_claims)
+        )
+
+
+async def sweep_temp_files(svc: Services, max_age_seconds: float, grace_seconds: float = 0) -> int:
     """Remove temp files no one will use again; return how many.
 
     A session file whose session is gone (or that a takeover replaced), and a

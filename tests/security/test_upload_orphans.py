@@ -22,18 +22,11 @@ from registryd.config import Settings
 from registryd.storage import paths
 from tests.conftest import Client
 from tests.process.conftest import Launcher
+from tests.security.polling import eventually
 from tests.support.images import make_image, random_bytes
 from tests.support.store import blob_files, upload_files
 
 MIB = 1024 * 1024
-
-
-async def _wait_for(check: object, what: str, timeout: float = 20) -> None:
-    assert callable(check)
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, f"timed out: {what}"
-        await asyncio.sleep(0.05)
 
 
 async def test_young_crash_temp_files_are_swept_at_start(
@@ -54,7 +47,7 @@ async def test_young_crash_temp_files_are_swept_at_start(
         upload = asyncio.create_task(
             http.put(f"/v1/images/{image.image_id}/layer", data=hanging_body())
         )
-        await _wait_for(lambda: any(uploads.iterdir()), "the layer's temp file")
+        await eventually(lambda: any(uploads.iterdir()), "the layer's temp file")
         server.proc.kill()
         await asyncio.to_thread(server.proc.wait, 10)
         hang.set()
@@ -64,7 +57,7 @@ async def test_young_crash_temp_files_are_swept_at_start(
 
     # Default stale_upload_seconds (an hour): the file is seconds old, and still goes.
     server = launcher.start(data_dir, database_url)
-    await _wait_for(lambda: not any(uploads.iterdir()), "the sweep of the dead process's file")
+    await eventually(lambda: not any(uploads.iterdir()), "the sweep of the dead process's file")
     assert await asyncio.to_thread(server.stop) == 0
 
 
@@ -104,8 +97,7 @@ async def test_repository_deleted_during_patch_leaves_no_temp_file(
         yield b"b" * 1000
 
     patch = asyncio.create_task(client.patch(location, data=slow_body()))
-    while not await db.fetchval("SELECT count(*) FROM v2_uploads WHERE busy_since IS NOT NULL"):
-        await asyncio.sleep(0.05)
+    await eventually(lambda: _claimed(db), "the PATCH to claim the session")
     resp = await client.delete("/v1/repositories/alice/app/")
     assert resp.status == 200
     resume.set()
@@ -113,3 +105,7 @@ async def test_repository_deleted_during_patch_leaves_no_temp_file(
     assert resp.status in (404, 429)
     assert upload_files(settings) == []
     assert await db.fetchval("SELECT count(*) FROM v2_uploads") == 0
+
+
+async def _claimed(db: asyncpg.Connection) -> bool:
+    return bool(await db.fetchval("SELECT count(*) FROM v2_uploads WHERE busy_since IS NOT NULL"))

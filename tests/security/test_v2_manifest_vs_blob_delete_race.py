@@ -15,26 +15,18 @@ import json
 import asyncpg
 
 from tests.conftest import Client
+from tests.security.polling import eventually
 from tests.support.v2client import OCI_INDEX, V2Client, descriptor, image_manifest, sha256
 
 CONFIG = json.dumps({"architecture": "amd64", "os": "linux"}).encode()
 LAYER = b"layer bytes of the race"
 
 
-async def _waiting_on_locks(db: asyncpg.Connection) -> int:
-    count: int = await db.fetchval(
+async def _waiting_on_locks(db: asyncpg.Connection, count: int) -> bool:
+    waiting: int = await db.fetchval(
         "SELECT count(*) FROM pg_locks WHERE NOT granted AND pid <> pg_backend_pid()"
     )
-    return count
-
-
-async def _wait_for_waiters(db: asyncpg.Connection, count: int, timeout: float = 10) -> bool:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while await _waiting_on_locks(db) < count:
-        if asyncio.get_running_loop().time() > deadline:
-            return False
-        await asyncio.sleep(0.02)
-    return True
+    return waiting >= count
 
 
 async def test_blob_delete_during_manifest_put_never_leaves_a_broken_image(
@@ -51,7 +43,9 @@ async def test_blob_delete_during_manifest_put_never_leaves_a_broken_image(
         await tx.start()
         await locker.execute("LOCK TABLE v2_tags IN EXCLUSIVE MODE")
         put = asyncio.create_task(v2.push_manifest("alice/app", "latest", manifest))
-        assert await _wait_for_waiters(db, 1), "the manifest PUT never reached the tag"
+        await eventually(
+            lambda: _waiting_on_locks(db, 1), "the manifest PUT to wait at the tag update"
+        )
         delete = asyncio.create_task(v2.call("DELETE", f"/v2/alice/app/blobs/{sha256(LAYER)}"))
         # Either it waits for the manifest (serialised) or it is already done (the race).
         await asyncio.wait([delete], timeout=1.0)

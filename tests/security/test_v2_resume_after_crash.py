@@ -16,6 +16,7 @@ import aiohttp
 import asyncpg
 
 from tests.process.conftest import Launcher
+from tests.security.polling import eventually
 from tests.support.images import random_bytes
 from tests.support.v1client import chunked
 from tests.support.v2client import sha256
@@ -24,11 +25,13 @@ MIB = 1024 * 1024
 BLOB = random_bytes(3 * MIB, seed=102)
 
 
-async def _wait_until_claimed(db: asyncpg.Connection, timeout: float = 20) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await db.fetchval("SELECT count(*) FROM v2_uploads WHERE busy_since IS NOT NULL"):
-        assert asyncio.get_running_loop().time() < deadline, "the PATCH never claimed"
-        await asyncio.sleep(0.05)
+async def _wait_until_claimed(db: asyncpg.Connection) -> None:
+    async def claimed() -> bool:
+        return bool(
+            await db.fetchval("SELECT count(*) FROM v2_uploads WHERE busy_since IS NOT NULL")
+        )
+
+    await eventually(claimed, "the PATCH to claim the session")
 
 
 async def test_session_resumes_at_once_after_kill_9(

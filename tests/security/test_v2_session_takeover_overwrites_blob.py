@@ -22,20 +22,13 @@ from registryd.config import Settings
 from registryd.digest import Digest
 from registryd.storage import paths
 from tests.conftest import Client
+from tests.security.polling import eventually
 from tests.support.images import random_bytes
 from tests.support.v1client import chunked
 from tests.support.v2client import V2Client, sha256
 
 MIB = 1024 * 1024
 BLOB = random_bytes(2 * MIB, seed=101)
-
-
-async def _wait_for(predicate: object, what: str, timeout: float = 20) -> None:
-    assert callable(predicate)
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await predicate():
-        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 async def test_taken_over_patch_cannot_write_into_the_committed_blob(
@@ -59,7 +52,7 @@ async def test_taken_over_patch_cannot_write_into_the_committed_blob(
         files = list(paths.uploads_dir(settings.storage_root).glob(f"{upload_id}*"))
         return bool(files) and files[0].stat().st_size >= MIB
 
-    await _wait_for(first_wrote, "the first PATCH to write its first MiB")
+    await eventually(first_wrote, "the first PATCH to write its first MiB")
 
     # The claim looks abandoned: the owner's liveness connection is cut (and, for the
     # time-based claims of older versions, the claim is made older than their window).
