@@ -66,23 +66,17 @@ def _fsync_dir(path: Path) -> None:
 _REHASH_CHUNK_BYTES = 1024 * 1024
 
 
-def _store_at_content_address(root: Path, source: Path, digest: Digest, size_bytes: int) -> None:
-    """Rename a complete, fsynced temp file to the blob's path (or drop it if stored).
+def _store_at_content_address(root: Path, source: Path, digest: Digest) -> None:
+    """Rename a complete, fsynced, verified temp file to the blob's path.
 
     Only the request holding ``source`` has a descriptor of it, and that one is
     closed: once at its content address no descriptor can write to the file.
+    Bytes already stored are replaced, not kept (still one copy): the new file
+    was just verified, while a stored one may have been damaged since (on disk,
+    or by an older version), and the rename costs no more than an unlink.
+    Readers of the old file keep reading it, the same bytes.
     """
     target = paths.blob_path(root, digest)
-    try:
-        stored_size = target.stat().st_size
-    except FileNotFoundError:
-        stored_size = None
-    if stored_size == size_bytes:
-        # Same digest, same bytes: keep the stored copy (dedup). Its bytes never change
-        # after the rename that put it there, so its size is all that could differ
-        # (a file of an older version, or damaged on disk): then ours replaces it.
-        source.unlink()
-        return
     _mkdirs(target.parent)
     source.replace(target)
     _fsync_dir(target.parent)
@@ -162,7 +156,7 @@ class FilesystemWriter:
 
     @_no_space
     def _store_sync(self, digest: Digest) -> None:
-        _store_at_content_address(self._root, self._path, digest, self._size_bytes)
+        _store_at_content_address(self._root, self._path, digest)
 
     async def _commit_steps(
         self, expected: Digest | None, before_store: Callable[[Digest], Awaitable[None]] | None
@@ -496,7 +490,7 @@ class FilesystemBackend:
             if actual != expected:
                 raise DigestMismatch(str(expected), str(actual))
             os.fsync(file.fileno())
-        _store_at_content_address(self.root, path, expected, size_bytes)
+        _store_at_content_address(self.root, path, expected)
 
     async def commit_upload(
         self,

@@ -64,11 +64,12 @@ async def test_fork_copies_only_the_recorded_bytes_into_a_new_file(
         await store.fork_upload(KEY, None, paths.new_generation(), 0)
 
 
-async def test_dedup_replaces_a_stored_file_of_the_wrong_size(store: FilesystemBackend) -> None:
+@pytest.mark.parametrize("damage", [b"the real bytes plus more", b"the REAL bytes"])
+async def test_dedup_never_keeps_a_damaged_copy(store: FilesystemBackend, damage: bytes) -> None:
     data = b"the real bytes"
     target = paths.blob_path(store.root, _digest(data))
     target.parent.mkdir(parents=True)
-    target.write_bytes(data + b" plus damage")
+    target.write_bytes(damage)
     async with store.writer() as writer:
         await writer.write(data)
         await writer.commit()
