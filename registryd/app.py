@@ -42,21 +42,23 @@ _MIN_PERIODIC_STALE_SECONDS = 300
 _PERIODIC_SWEEP_GRACE_SECONDS = 60
 
 
+async def _sweep_temp_files(svc: Services, max_age_seconds: int, grace_seconds: float) -> None:
+    try:
+        removed = await uploads.sweep_temp_files(svc, max_age_seconds, grace_seconds)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        # Keep sweeping later (the directory may come back, e.g. a remounted volume).
+        log.exception("sweeping stale upload files failed")
+        removed = 0
+    if removed:
+        log.info("removed %d stale upload file(s)", removed)
+
+
 async def _sweep_stale_uploads(svc: Services, max_age_seconds: int) -> None:
-    """Remove abandoned temp files at start-up, then periodically."""
-    grace_seconds = 0
+    """Remove abandoned temp files periodically (the first sweep runs before serving)."""
+    max_age_seconds = max(max_age_seconds, _MIN_PERIODIC_STALE_SECONDS)
     while True:
-        try:
-            removed = await uploads.sweep_temp_files(svc, max_age_seconds, grace_seconds)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            # Keep sweeping later (the directory may come back, e.g. a remounted volume).
-            log.exception("sweeping stale upload files failed")
-            removed = 0
-        if removed:
-            log.info("removed %d stale upload file(s)", removed)
-        max_age_seconds = max(max_age_seconds, _MIN_PERIODIC_STALE_SECONDS)
-        grace_seconds = _PERIODIC_SWEEP_GRACE_SECONDS
         await asyncio.sleep(max_age_seconds)
+        await _sweep_temp_files(svc, max_age_seconds, _PERIODIC_SWEEP_GRACE_SECONDS)
 
 
 # Shared blob descriptors of removed files are closed this often (frees their space).
@@ -103,6 +105,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     if settings.admin_user is not None and settings.admin_password is not None:
         await users.ensure_user(svc, settings.admin_user, settings.admin_password, is_admin=True)
         log.info("admin account %r is ready", settings.admin_user)
+    # Files of a crash are gone before the first request, whatever their age.
+    await _sweep_temp_files(svc, settings.stale_upload_seconds, 0)
     sweeper = asyncio.create_task(_sweep_stale_uploads(svc, settings.stale_upload_seconds))
     sampler = asyncio.create_task(_sample_pool(app))
     open_files = asyncio.create_task(_sweep_open_files(storage))
