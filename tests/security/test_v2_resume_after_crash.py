@@ -14,7 +14,13 @@ from pathlib import Path
 
 import aiohttp
 import asyncpg
+from aiohttp.pytest_plugin import AiohttpClient
 
+from registryd.app import create_app
+from registryd.config import Settings
+from registryd.domain import uploads
+from registryd.keys import SERVICES
+from tests.conftest import Client
 from tests.process.conftest import Launcher
 from tests.security.polling import eventually
 from tests.support.images import random_bytes
@@ -100,3 +106,34 @@ async def test_busy_session_is_a_retryable_429(
         assert resp.status == 202
         assert resp.headers["Range"] == "0-1009"
     assert await asyncio.to_thread(server.stop) == 0
+
+
+async def test_claim_left_by_a_failed_release_is_freed(
+    client: Client, settings: Settings, aiohttp_client: AiohttpClient, db: asyncpg.Connection
+) -> None:
+    """A live process whose release failed (say, the database blinked) holds a claim no
+    request of it uses: its own next request takes it, and the periodic release frees it
+    for the other replicas."""
+    replica = await aiohttp_client(create_app(settings))
+    resp = await client.post("/v2/alice/app/blobs/uploads/")
+    location = resp.headers["Location"]
+    owner = await db.fetchval(
+        """
+        SELECT objid::text::integer FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+        WHERE l.locktype = 'advisory' AND a.application_name = 'registryd process owner'
+          AND a.datname = current_database()
+        ORDER BY a.backend_start LIMIT 1
+        """
+    )
+    await db.execute("UPDATE v2_uploads SET busy_since = now(), claim_owner = $1", owner)
+    resp = await replica.patch(location, data=b"x" * 10)
+    assert resp.status == 429  # its process lives: the other replica must wait
+    released = await uploads.release_leftover_claims(client.app[SERVICES])
+    assert released == 1
+    resp = await replica.patch(location, data=b"x" * 10)
+    assert resp.status == 202, await resp.text()
+
+    await db.execute("UPDATE v2_uploads SET busy_since = now(), claim_owner = $1", owner)
+    resp = await client.patch(location, data=b"y" * 10)
+    assert resp.status == 202  # the process's own leftover: taken at once
+    assert resp.headers["Range"] == "0-19"
