@@ -288,15 +288,22 @@ async def complete_upload(
             raise SizeInvalid()  # released at the old size: the final chunk leaves no trace
         size = appended
         hasher = svc.upload_hashes.take(upload_id, size)
+
+        async def record_blob() -> None:
+            # Before the rename: a database failure leaves no blob file without its row.
+            async with svc.pool.acquire() as conn:
+                await queries.insert_blob(conn, digest, size)
+
         try:
-            await svc.storage.commit_upload(upload_id, claim.file_token, size, digest, hasher)
+            await svc.storage.commit_upload(
+                upload_id, claim.file_token, size, digest, hasher, before_store=record_blob
+            )
         except (DigestMismatch, UploadUnknown):
             committed = True  # nothing left to release
             svc.upload_claims.discard(upload_id)
             await _forget(svc, upload_id, claim.file_token)
             raise
         async with svc.pool.acquire() as conn, conn.transaction():
-            await queries.insert_blob(conn, digest, size)
             await queries.link_blob(conn, claim.repository_id, digest)
             await queries.delete_upload(conn, upload_id)
         committed = True

@@ -156,9 +156,13 @@ class ObservedFilesystemBackend(FilesystemBackend):
         size_bytes: int,
         expected: Digest,
         hasher: Hasher | None,
+        *,
+        before_store: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         with _counting_errors(self._metrics, "commit"):
-            await super().commit_upload(upload_key, generation, size_bytes, expected, hasher)
+            await super().commit_upload(
+                upload_key, generation, size_bytes, expected, hasher, before_store=before_store
+            )
 
     async def delete_upload(self, upload_key: str, generation: str | None) -> None:
         with _counting_errors(self._metrics, "delete_upload"):

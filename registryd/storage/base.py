@@ -140,12 +140,16 @@ class Backend(Protocol):
         size_bytes: int,
         expected: Digest,
         hasher: Hasher | None,
+        *,
+        before_store: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         """Verify the session's bytes against ``expected`` and store them as that blob.
 
         Without a ``hasher`` of the expected algorithm the file is re-hashed
-        (the state may have lived in another process). Raises DigestMismatch
-        (the file stays, for the caller to delete) or UploadUnknown.
+        (the state may have lived in another process). ``before_store`` runs
+        between verification and the rename (if it raises, nothing is stored).
+        Raises DigestMismatch (the file stays, for the caller to delete) or
+        UploadUnknown.
         """
 
     async def delete_upload(self, upload_key: str, generation: str | None) -> None:

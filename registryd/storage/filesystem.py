@@ -465,14 +465,14 @@ class FilesystemBackend:
         )
 
     @_no_space
-    def _commit_upload_sync(
+    def _verify_upload_sync(
         self,
         upload_key: str,
         generation: str | None,
         size_bytes: int,
         expected: Digest,
         hasher: Hasher | None,
-    ) -> None:
+    ) -> Path:
         path = paths.upload_session_path(self.root, upload_key, generation)
         try:
             file = path.open("r+b", buffering=0)
@@ -490,7 +490,26 @@ class FilesystemBackend:
             if actual != expected:
                 raise DigestMismatch(str(expected), str(actual))
             os.fsync(file.fileno())
-        _store_at_content_address(self.root, path, expected)
+        return path
+
+    async def _commit_upload_steps(
+        self,
+        upload_key: str,
+        generation: str | None,
+        size_bytes: int,
+        expected: Digest,
+        hasher: Hasher | None,
+        before_store: Callable[[], Awaitable[None]] | None,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        path = await loop.run_in_executor(
+            None, self._verify_upload_sync, upload_key, generation, size_bytes, expected, hasher
+        )
+        if before_store is not None:
+            await before_store()
+        await loop.run_in_executor(
+            None, _no_space(_store_at_content_address), self.root, path, expected
+        )
 
     async def commit_upload(
         self,
@@ -499,19 +518,23 @@ class FilesystemBackend:
         size_bytes: int,
         expected: Digest,
         hasher: Hasher | None,
+        *,
+        before_store: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        # Shielded: a cancelled caller must not split fsync and rename.
-        await asyncio.shield(
-            asyncio.get_running_loop().run_in_executor(
-                None,
-                self._commit_upload_sync,
-                upload_key,
-                generation,
-                size_bytes,
-                expected,
-                hasher,
+        # One task, shielded: a cancelled caller must not split fsync, ``before_store``
+        # and rename.
+        steps = asyncio.ensure_future(
+            self._commit_upload_steps(
+                upload_key, generation, size_bytes, expected, hasher, before_store
             )
         )
+        try:
+            await asyncio.shield(steps)
+        except asyncio.CancelledError:
+            await _finished(steps)
+            if not steps.cancelled():
+                steps.exception()  # retrieved: the cancellation is what the caller sees
+            raise
 
     def _delete_upload_sync(self, upload_key: str, generation: str | None) -> None:
         with contextlib.suppress(FileNotFoundError):

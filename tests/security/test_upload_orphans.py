@@ -2,8 +2,8 @@
 
 - A ``kill -9`` mid-upload leaves a temp file: the next start removes it at
   once, however young (its process is dead), not an hour later.
-- A database failure while a v1 layer is committed leaves no blob file
-  without its row.
+- A database failure while a v1 layer or a v2 blob is committed leaves no
+  blob file without its row.
 - Deleting a repository while a v2 PATCH streams into one of its sessions
   leaves no temp file.
 """
@@ -25,6 +25,7 @@ from tests.process.conftest import Launcher
 from tests.security.polling import eventually
 from tests.support.images import make_image, random_bytes
 from tests.support.store import blob_files, upload_files
+from tests.support.v2client import sha256
 
 MIB = 1024 * 1024
 
@@ -61,7 +62,7 @@ async def test_young_crash_temp_files_are_swept_at_start(
     assert await asyncio.to_thread(server.stop) == 0
 
 
-async def test_database_failure_in_v1_layer_commit_leaves_no_blob_file(
+async def test_database_failure_in_a_blob_commit_leaves_no_blob_file(
     client: Client, settings: Settings, db: asyncpg.Connection
 ) -> None:
     image = make_image("dbfail", random_bytes(100_000, 9))
@@ -77,6 +78,13 @@ async def test_database_failure_in_v1_layer_commit_leaves_no_blob_file(
     assert resp.status == 500
     assert blob_files(settings) == []
     assert upload_files(settings) == []
+
+    # The same for a v2 upload's commit.
+    resp = await client.post(
+        f"/v2/alice/app/blobs/uploads/?digest={sha256(image.layer)}", data=image.layer
+    )
+    assert resp.status == 500
+    assert blob_files(settings) == []
 
     await db.execute("DROP TRIGGER refuse_blobs ON blobs")
     resp = await client.put(f"/v1/images/{image.image_id}/layer", data=image.layer)
