@@ -94,7 +94,11 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         storage.owner = key
 
     owner = ProcessOwner(on_key=name_temp_files_with)
-    await owner.start(settings.database_url)
+    try:
+        await owner.start(settings.database_url)
+    except BaseException:
+        await pool.close()
+        raise
     svc = Services(pool=pool, storage=storage, settings=settings, token_secret=token_secret)
     app[SERVICES] = svc
     if settings.auth_mode == "none":

@@ -80,13 +80,15 @@ class ProcessOwner:
             # Lost (database restart, network): meanwhile our claims looked abandoned and
             # may have been taken over. The old key stays dead, so none of them can come
             # back to life; the requests holding them find out when they release.
-            self._conn = None
-            self.key = _new_key()
+            if self._conn is not None:
+                log.warning("process owner lock lost; upload claims of this process may be taken")
+                self._conn = None
+                self.key = _new_key()
             try:
                 await self._lock(database_url)
-                log.warning("process owner lock lost and re-taken with key %d", self.key)
+                log.warning("process owner lock re-taken with key %d", self.key)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("process owner lock lost: %s", exc)
+                log.debug("process owner lock not re-taken yet: %s", exc)
 
     async def close(self) -> None:
         if self._watcher is not None:
