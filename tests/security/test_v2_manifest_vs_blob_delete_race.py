@@ -24,7 +24,10 @@ LAYER = b"layer bytes of the race"
 
 async def _waiting_on_locks(db: asyncpg.Connection, count: int) -> bool:
     waiting: int = await db.fetchval(
-        "SELECT count(*) FROM pg_locks WHERE NOT granted AND pid <> pg_backend_pid()"
+        """
+        SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+        WHERE NOT l.granted AND a.datname = current_database()
+        """
     )
     return waiting >= count
 
