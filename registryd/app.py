@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+import asyncpg
 from aiohttp import web
 
 from registryd.access.facts import AccessFacts
@@ -15,7 +16,8 @@ from registryd.auth.secrets import load_token_secret
 from registryd.auth.throttle import LOGIN_THROTTLE, LoginThrottle
 from registryd.config import Settings
 from registryd.db.pool import create_pool
-from registryd.domain import users
+from registryd.db.process_owner import ProcessOwner
+from registryd.domain import uploads, users
 from registryd.domain.services import Services
 from registryd.http.middleware import add_request_id_header, error_middleware
 from registryd.keys import LIFECYCLE, METRICS, SERVICES, SETTINGS
@@ -39,19 +41,28 @@ log = logging.getLogger(__name__)
 _MIN_PERIODIC_STALE_SECONDS = 300
 
 
-async def _sweep_stale_uploads(storage: FilesystemBackend, max_age_seconds: int) -> None:
-    """Remove abandoned temp files at start-up, then periodically."""
+# Later sweeps spare files touched this recently: a process whose database connection
+# blipped got a new key, and may still be finishing a file named with the old one.
+_PERIODIC_SWEEP_GRACE_SECONDS = 60
+
+
+async def _sweep_temp_files(svc: Services, max_age_seconds: int, grace_seconds: float) -> None:
+    try:
+        removed = await uploads.sweep_temp_files(svc, max_age_seconds, grace_seconds)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        # Keep sweeping later (the directory may come back, e.g. a remounted volume).
+        log.exception("sweeping stale upload files failed")
+        removed = 0
+    if removed:
+        log.info("removed %d stale upload file(s)", removed)
+
+
+async def _sweep_stale_uploads(svc: Services, max_age_seconds: int) -> None:
+    """Remove abandoned temp files periodically (the first sweep runs before serving)."""
+    max_age_seconds = max(max_age_seconds, _MIN_PERIODIC_STALE_SECONDS)
     while True:
-        try:
-            removed = await storage.remove_stale_uploads(max_age_seconds)
-        except OSError:
-            # Keep sweeping later (the directory may come back, e.g. a remounted volume).
-            log.exception("sweeping stale upload files failed")
-            removed = 0
-        if removed:
-            log.info("removed %d stale upload file(s)", removed)
-        max_age_seconds = max(max_age_seconds, _MIN_PERIODIC_STALE_SECONDS)
         await asyncio.sleep(max_age_seconds)
+        await _sweep_temp_files(svc, max_age_seconds, _PERIODIC_SWEEP_GRACE_SECONDS)
 
 
 # Shared blob descriptors of removed files are closed this often (frees their space).
@@ -81,6 +92,17 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     await storage.start()
     token_secret = await asyncio.to_thread(load_token_secret, settings)
     pool = await create_pool(settings.database_url, settings)
+
+    # Claims and temp files carry this process's key; its lock tells others we live.
+    def name_temp_files_with(key: int) -> None:
+        storage.owner = key
+
+    owner = ProcessOwner(on_key=name_temp_files_with)
+    try:
+        await owner.start(settings.database_url)
+    except BaseException:
+        await pool.close()
+        raise
     access = AccessFacts(pool, settings.database_url, enabled=settings.access_cache)
     svc = Services(
         pool=pool, storage=storage, settings=settings, token_secret=token_secret, access=access
@@ -94,7 +116,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     if settings.admin_user is not None and settings.admin_password is not None:
         await users.ensure_user(svc, settings.admin_user, settings.admin_password, is_admin=True)
         log.info("admin account %r is ready", settings.admin_user)
-    sweeper = asyncio.create_task(_sweep_stale_uploads(storage, settings.stale_upload_seconds))
+    # Files of a crash are gone before the first request, whatever their age.
+    await _sweep_temp_files(svc, settings.stale_upload_seconds, 0)
+    sweeper = asyncio.create_task(_sweep_stale_uploads(svc, settings.stale_upload_seconds))
     sampler = asyncio.create_task(_sample_pool(app))
     open_files = asyncio.create_task(_sweep_open_files(storage))
     access_listener = asyncio.create_task(access.run())
@@ -105,6 +129,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await owner.close()
         await pool.close()
         storage.close()
 

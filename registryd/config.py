@@ -237,6 +237,10 @@ class Settings:
     # A dead worker or embedded PostgreSQL is restarted at most this often; beyond it
     # the server exits 1 so that its own supervisor takes over.
     max_restarts_per_minute: int = 5
+    # Open v2 upload sessions a signed-in user may have at once (0: no limit).
+    max_uploads_per_user: int = 100
+    # /readyz answers 503 while the storage has less free space than this (0: never).
+    min_free_bytes: int = 512 * 1024**2
 
     @property
     def storage_root(self) -> Path:
@@ -320,6 +324,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "body_idle_timeout_seconds": _parse_seconds,
     "max_connections_per_address": _parse_non_negative_int,
     "max_restarts_per_minute": _parse_non_negative_int,
+    "max_uploads_per_user": _parse_non_negative_int,
+    "min_free_bytes": parse_size_bytes,
 }
 
 

@@ -122,6 +122,10 @@ class BodyIncomplete(RegistryError):
     """The client closed the connection before sending the whole body."""
 
 
+class StorageFull(RegistryError):
+    """The blob store has no space left (ENOSPC/EDQUOT): nothing was stored, retry later."""
+
+
 class DigestMismatch(RegistryError):
     def __init__(self, expected: str, actual: str) -> None:
         super().__init__(f"expected {expected}, got {actual}")
@@ -197,7 +201,32 @@ class UploadRangeInvalid(RegistryError):
 
 
 class UploadBusy(RegistryError):
-    """Another request is writing to this upload session right now."""
+    """Another request is writing to this upload session right now (retry later)."""
+
+
+class ContentRangeInvalid(RegistryError):
+    """A ``Content-Range`` that cannot be parsed or contradicts itself or the session."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class TooManyUploads(RegistryError):
+    """The user already has as many open upload sessions as allowed."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"at most {limit} open upload sessions")
+        self.limit = limit
+
+
+class StillReferenced(RegistryError):
+    """A blob or manifest that a manifest of the repository refers to cannot be deleted."""
+
+    def __init__(self, digest: str, referrer: str) -> None:
+        super().__init__(f"{digest} is referenced by manifest {referrer}")
+        self.digest = digest
+        self.referrer = referrer
 
 
 class SizeInvalid(RegistryError):

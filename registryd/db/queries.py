@@ -543,24 +543,6 @@ async def fetch_repository_blob_size(conn: Conn, repository_id: int, digest: Dig
     return size
 
 
-async def fetch_missing_repository_blobs(
-    conn: Conn, repository_id: int, digests: list[Digest]
-) -> list[Digest]:
-    """Those of ``digests`` the repository does not hold, in the order given."""
-    rows = await conn.fetch(
-        """
-        SELECT d.digest FROM unnest($2::text[]) WITH ORDINALITY AS d (digest, n)
-        WHERE NOT EXISTS (
-            SELECT 1 FROM v2_repository_blobs l WHERE l.repository_id = $1 AND l.digest = d.digest
-        )
-        ORDER BY d.n
-        """,
-        repository_id,
-        [str(d) for d in digests],
-    )
-    return [Digest.parse(r["digest"]) for r in rows]
-
-
 async def unlink_blob(conn: Conn, repository_id: int, digest: Digest) -> bool:
     status = await conn.execute(
         "DELETE FROM v2_repository_blobs WHERE repository_id = $1 AND digest = $2",
@@ -573,19 +555,6 @@ async def unlink_blob(conn: Conn, repository_id: int, digest: Digest) -> bool:
 _UPLOAD_COLUMNS = "upload_id, repository_id, size_bytes, busy_since"
 
 
-async def insert_upload(conn: Conn, upload_id: str, repository_id: int) -> UploadRow:
-    row = await conn.fetchrow(
-        f"""
-        INSERT INTO v2_uploads (upload_id, repository_id) VALUES ($1, $2)
-        RETURNING {_UPLOAD_COLUMNS}
-        """,
-        upload_id,
-        repository_id,
-    )
-    assert row is not None
-    return _upload(row)
-
-
 async def fetch_upload(conn: Conn, upload_id: str, repository_id: int) -> UploadRow | None:
     row = await conn.fetchrow(
         f"SELECT {_UPLOAD_COLUMNS} FROM v2_uploads WHERE upload_id = $1 AND repository_id = $2",
@@ -595,62 +564,9 @@ async def fetch_upload(conn: Conn, upload_id: str, repository_id: int) -> Upload
     return _upload(row) if row is not None else None
 
 
-async def claim_upload(
-    conn: Conn, upload_id: str, repository_id: int, stale_busy_seconds: int
-) -> UploadRow | None:
-    """Mark the session busy for this request; None if it is unknown or busy elsewhere.
-
-    A busy mark older than ``stale_busy_seconds`` belongs to a request that died
-    with its process, and is taken over.
-    """
-    row = await conn.fetchrow(
-        f"""
-        UPDATE v2_uploads SET busy_since = now(), updated_at = now()
-        WHERE upload_id = $1 AND repository_id = $2
-          AND (busy_since IS NULL OR busy_since < now() - make_interval(secs => $3))
-        RETURNING {_UPLOAD_COLUMNS}
-        """,
-        upload_id,
-        repository_id,
-        stale_busy_seconds,
-    )
-    return _upload(row) if row is not None else None
-
-
-async def release_upload(conn: Conn, upload_id: str, size_bytes: int, claimed_at: datetime) -> bool:
-    """Record the session's new size and clear the busy mark set at ``claimed_at``.
-
-    Returns False when the claim was taken over (or the session deleted) meanwhile.
-    """
-    status = await conn.execute(
-        """
-        UPDATE v2_uploads SET size_bytes = $2, busy_since = NULL, updated_at = now()
-        WHERE upload_id = $1 AND busy_since = $3
-        """,
-        upload_id,
-        size_bytes,
-        claimed_at,
-    )
-    return bool(status == "UPDATE 1")
-
-
 async def delete_upload(conn: Conn, upload_id: str) -> bool:
     status = await conn.execute("DELETE FROM v2_uploads WHERE upload_id = $1", upload_id)
     return bool(status == "DELETE 1")
-
-
-async def delete_expired_uploads(conn: Conn, max_age_seconds: int) -> list[str]:
-    """Forget sessions untouched for ``max_age_seconds``; return their ids (to remove files)."""
-    rows = await conn.fetch(
-        """
-        DELETE FROM v2_uploads
-        WHERE updated_at < now() - make_interval(secs => $1)
-          AND (busy_since IS NULL OR busy_since < now() - make_interval(secs => $1))
-        RETURNING upload_id
-        """,
-        max_age_seconds,
-    )
-    return [r["upload_id"] for r in rows]
 
 
 async def upsert_manifest(
@@ -720,24 +636,6 @@ async def fetch_tagged_manifest(conn: Conn, repository_id: int, tag: str) -> Man
         tag,
     )
     return _manifest(row) if row is not None else None
-
-
-async def fetch_missing_manifests(
-    conn: Conn, repository_id: int, digests: list[Digest]
-) -> list[Digest]:
-    """Those of ``digests`` that are not manifests of the repository, in the order given."""
-    rows = await conn.fetch(
-        """
-        SELECT d.digest FROM unnest($2::text[]) WITH ORDINALITY AS d (digest, n)
-        WHERE NOT EXISTS (
-            SELECT 1 FROM v2_manifests m WHERE m.repository_id = $1 AND m.digest = d.digest
-        )
-        ORDER BY d.n
-        """,
-        repository_id,
-        [str(d) for d in digests],
-    )
-    return [Digest.parse(r["digest"]) for r in rows]
 
 
 async def upsert_v2_tag(conn: Conn, repository_id: int, tag: str, digest: Digest) -> None:

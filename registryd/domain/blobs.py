@@ -2,15 +2,16 @@
 
 The bytes and the ``blobs`` row are shared by every repository and by v1 layers;
 a repository's claim on them is a link. Deleting a blob removes only the link
-(the bytes may be a layer elsewhere; reclaiming them is garbage collection).
+(the bytes may be a layer elsewhere; reclaiming them is garbage collection), and
+is refused while a manifest of the repository refers to the blob.
 """
 
 from __future__ import annotations
 
-from registryd.db import queries
+from registryd.db import queries, reference_queries
 from registryd.digest import Digest
 from registryd.domain.services import Services
-from registryd.errors import BlobUnknown, RepositoryUnknown
+from registryd.errors import BlobUnknown, RepositoryUnknown, StillReferenced
 from registryd.names import RepositoryName
 from registryd.storage.base import OpenBlob
 
@@ -30,11 +31,22 @@ async def open_blob(svc: Services, name: RepositoryName, digest: Digest) -> Open
 
 
 async def delete_blob(svc: Services, name: RepositoryName, digest: Digest) -> None:
-    """Remove the blob from the repository; raise BlobUnknown if it was not there."""
-    async with svc.pool.acquire() as conn:
+    """Remove the blob from the repository; raise BlobUnknown if it was not there, or
+    StillReferenced while a manifest of the repository refers to it."""
+    async with svc.pool.acquire() as conn, conn.transaction():
         repo = await queries.fetch_repository(conn, name)
-        if repo is None or not await queries.unlink_blob(conn, repo.repository_id, digest):
+        # Lock first, then look (a new snapshot): a manifest PUT holding the link FOR
+        # SHARE has committed by then, and its reference is seen.
+        if repo is None or not await reference_queries.lock_blob_link(
+            conn, repo.repository_id, digest
+        ):
             raise BlobUnknown(str(digest))
+        referrer = await reference_queries.fetch_referencing_manifest(
+            conn, repo.repository_id, digest
+        )
+        if referrer is not None:
+            raise StillReferenced(str(digest), str(referrer))
+        await queries.unlink_blob(conn, repo.repository_id, digest)
 
 
 async def mount_blob(

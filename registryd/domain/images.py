@@ -15,7 +15,7 @@ from typing import Any
 from registryd import jsonbody
 from registryd.db import queries
 from registryd.db.queries import ImageRow
-from registryd.digest import Sha256, payload_checksum_hasher
+from registryd.digest import Digest, Sha256, payload_checksum_hasher
 from registryd.domain.services import Services
 from registryd.errors import (
     BlobUnknown,
@@ -118,10 +118,19 @@ async def put_image_layer(
 async def _commit_layer(
     svc: Services, writer: BlobWriter, image: ImageRow, payload: Sha256
 ) -> bool:
-    """Make the layer durable and point the image at it; False if the image changed."""
-    digest = await writer.commit()
+    """Make the layer durable and point the image at it; False if the image changed.
+
+    The blob's row is written before the file gets its address: a database failure
+    leaves no blob file without a row (a row whose file is missing, after a crash
+    between the two, is filled by the next commit of those bytes).
+    """
+
+    async def record_blob(digest: Digest) -> None:
+        async with svc.pool.acquire() as conn:
+            await queries.insert_blob(conn, digest, writer.size_bytes)
+
+    digest = await writer.commit(before_store=record_blob)
     async with svc.pool.acquire() as conn, conn.transaction():
-        await queries.insert_blob(conn, digest, writer.size_bytes)
         return await queries.set_image_layer(
             conn,
             image.image_id,

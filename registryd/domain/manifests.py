@@ -4,7 +4,10 @@ A manifest is kept with the exact bytes and media type it was pushed with,
 because clients verify its digest over those bytes and choose their parser
 by the ``Content-Type`` we answer. What a manifest refers to must already be in
 the repository (MANIFEST_BLOB_UNKNOWN), except its ``subject``, which OCI 1.1
-lets point at a manifest pushed later.
+lets point at a manifest pushed later. Sizes in descriptors must be those of the
+stored content. The check and the insert hold the referred rows FOR SHARE, and
+deletes of blobs and manifests that a manifest of the repository refers to are
+refused (StillReferenced), so no image can lose a part it needs.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from registryd import jsonbody
-from registryd.db import queries
+from registryd.db import queries, reference_queries
 from registryd.db.queries import ManifestRow, ReferrerRow, RepositoryRow
 from registryd.digest import Digest, digest_of
 from registryd.domain.services import Services
@@ -26,6 +29,7 @@ from registryd.errors import (
     ManifestUnknown,
     PaginationNumberInvalid,
     RepositoryUnknown,
+    StillReferenced,
 )
 from registryd.names import RepositoryName, parse_tag
 
@@ -55,6 +59,7 @@ class ParsedManifest:
     media_type: str
     blobs: list[Digest]  # config and layers: must be blobs of the repository
     children: list[Digest]  # index entries: must be manifests of the repository
+    sizes: dict[Digest, int]  # what the descriptors of blobs and children say
     subject: Digest | None
     artifact_type: str | None  # what the referrers API reports
     annotations: dict[str, Any] | None
@@ -108,8 +113,10 @@ def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
         raise ManifestInvalid(reason) from None
     if not isinstance(data, dict):
         raise ManifestInvalid("not a JSON object")
-    if data.get("schemaVersion") != 2:
-        raise ManifestInvalid("schemaVersion must be 2")
+    version = data.get("schemaVersion")
+    # The integer 2: json reads 2.0 as a float equal to 2, and true as 1.
+    if type(version) is not int or version != 2:
+        raise ManifestInvalid("schemaVersion must be the integer 2")
     media_type = _media_type(data, content_type)
     artifact_type = data.get("artifactType")
     if artifact_type is not None and not isinstance(artifact_type, str):
@@ -122,20 +129,32 @@ def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
         subject = Digest.parse(_descriptor(data["subject"], "subject")["digest"])
     blobs: list[Digest] = []
     children: list[Digest] = []
+    sizes: dict[Digest, int] = {}
+
+    def refer(descriptor: dict[str, Any], into: list[Digest]) -> None:
+        digest = Digest.parse(descriptor["digest"])
+        if sizes.setdefault(digest, descriptor["size"]) != descriptor["size"]:
+            raise ManifestInvalid(f"{digest} is given two different sizes")
+        into.append(digest)
+
     if media_type in IMAGE_MANIFEST_TYPES:
         config = _descriptor(data.get("config"), "config")
         layers = _descriptors(data, "layers")
-        blobs.append(Digest.parse(config["digest"]))
-        # Non-distributable layers (with foreign "urls") are not pushed to us.
-        blobs += [Digest.parse(layer["digest"]) for layer in layers if not layer.get("urls")]
+        refer(config, blobs)
+        for layer in layers:
+            # Non-distributable layers (with foreign "urls") are not pushed to us.
+            if not layer.get("urls"):
+                refer(layer, blobs)
         if artifact_type is None:
             artifact_type = config["mediaType"]
     else:
-        children = [Digest.parse(m["digest"]) for m in _descriptors(data, "manifests")]
+        for child in _descriptors(data, "manifests"):
+            refer(child, children)
     return ParsedManifest(
         media_type=media_type,
         blobs=list(dict.fromkeys(blobs)),
         children=list(dict.fromkeys(children)),
+        sizes=sizes,
         subject=subject,
         artifact_type=artifact_type,
         annotations=annotations,
@@ -154,7 +173,9 @@ async def put_manifest(
     and what it says.
 
     A digest reference must be the digest of ``body`` (DigestInvalid otherwise).
-    Raises ManifestInvalid, ManifestBlobUnknown.
+    Raises ManifestInvalid (also for a descriptor whose size is not the stored
+    content's: the content is known, the manifest is what is wrong),
+    ManifestBlobUnknown.
     """
     parsed = parse_manifest(body, content_type)
     if isinstance(reference, Digest):
@@ -165,12 +186,22 @@ async def put_manifest(
         digest = digest_of(body)
     async with svc.pool.acquire() as conn, conn.transaction():
         repo = await queries.ensure_repository(conn, name)
-        missing = await queries.fetch_missing_repository_blobs(
+        # Locked FOR SHARE until commit: a concurrent delete of one of them waits for us,
+        # then finds this manifest referring to it.
+        stored = await reference_queries.lock_repository_blob_sizes(
             conn, repo.repository_id, parsed.blobs
         )
-        missing += await queries.fetch_missing_manifests(conn, repo.repository_id, parsed.children)
-        if missing:
-            raise ManifestBlobUnknown(str(missing[0]))
+        stored |= await reference_queries.lock_manifest_sizes(
+            conn, repo.repository_id, parsed.children
+        )
+        for ref in parsed.blobs + parsed.children:
+            if ref not in stored:
+                raise ManifestBlobUnknown(str(ref))
+            if stored[ref] != parsed.sizes[ref]:
+                raise ManifestInvalid(
+                    f"descriptor of {ref} says size {parsed.sizes[ref]}, "
+                    f"the stored content has {stored[ref]} bytes"
+                )
         await queries.upsert_manifest(
             conn,
             repo.repository_id,
@@ -207,13 +238,22 @@ async def get_manifest(svc: Services, name: RepositoryName, reference: Reference
 
 
 async def delete_manifest(svc: Services, name: RepositoryName, reference: Reference) -> None:
-    """By digest: the manifest and its tags; by tag: only the tag. Raise ManifestUnknown."""
-    async with svc.pool.acquire() as conn:
+    """By digest: the manifest and its tags; by tag: only the tag. Raise ManifestUnknown,
+    or StillReferenced for a manifest an index of the repository refers to."""
+    async with svc.pool.acquire() as conn, conn.transaction():
         repo = await queries.fetch_repository(conn, name)
         deleted = False
         if repo is not None:
             if isinstance(reference, Digest):
-                deleted = await queries.delete_manifest(conn, repo.repository_id, reference)
+                # Lock first, then look (a new snapshot): an index PUT that holds the row
+                # FOR SHARE has committed by then, and its reference is seen.
+                if await reference_queries.lock_manifest(conn, repo.repository_id, reference):
+                    referrer = await reference_queries.fetch_referencing_manifest(
+                        conn, repo.repository_id, reference
+                    )
+                    if referrer is not None:
+                        raise StillReferenced(str(reference), str(referrer))
+                    deleted = await queries.delete_manifest(conn, repo.repository_id, reference)
             else:
                 deleted = await queries.delete_v2_tag(conn, repo.repository_id, reference)
     if not deleted:

@@ -26,3 +26,5 @@ class Services:
     images: ImageCache = field(default_factory=ImageCache)
     # Facts behind access decisions, cached while change notifications arrive (None: no cache).
     access: AccessFacts | None = None
+    # Upload sessions a request of this process is claiming or holds right now.
+    upload_claims: set[str] = field(default_factory=set)

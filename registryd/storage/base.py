@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Protocol, Self
+from typing import TYPE_CHECKING, Protocol, Self
 
 from registryd.digest import Digest, Hasher, Sha256
+
+if TYPE_CHECKING:
+    from registryd.storage.filesystem import TempFile
 
 
 class BlobWriter(Protocol):
@@ -21,11 +25,18 @@ class BlobWriter(Protocol):
     async def write(self, data: bytes | memoryview) -> None:
         """Hash and append ``data``; file IO runs off the event loop."""
 
-    async def commit(self, expected: Digest | None = None) -> Digest:
+    async def commit(
+        self,
+        expected: Digest | None = None,
+        *,
+        before_store: Callable[[Digest], Awaitable[None]] | None = None,
+    ) -> Digest:
         """Make the bytes durable at their content address and return the digest.
 
         Raises DigestMismatch (and cancels) when ``expected`` is given and differs.
-        Committing bytes that are already stored keeps one copy.
+        ``before_store`` runs once the bytes are durable and before they appear
+        at their address (e.g. to record the blob first); if it raises, the
+        bytes are discarded. Committing bytes that are already stored keeps one copy.
         """
 
     async def cancel(self) -> None:
@@ -82,8 +93,11 @@ class OpenBlob(Protocol):
 
 
 class Backend(Protocol):
+    # The key of this process (registryd.db.process_owner), carried by its temp files.
+    owner: int
+
     async def start(self) -> None:
-        """Prepare the store (create directories, remove stale temp files)."""
+        """Prepare the store (create directories, private to the server)."""
 
     def writer(self, *, tee: Sha256 | None = None) -> BlobWriter:
         """A new pending blob; ``tee`` also sees every byte, in the same pass."""
@@ -97,30 +111,55 @@ class Backend(Protocol):
     async def delete(self, digest: Digest) -> bool:
         """Remove a committed blob; return whether it existed."""
 
-    async def create_upload(self) -> str:
-        """Create an empty upload session file; return its key."""
+    async def create_upload(self, upload_key: str) -> None:
+        """Create the empty first file of an upload session."""
 
     async def append_upload(
-        self, upload_key: str, offset: int, hasher: Hasher | None
+        self, upload_key: str, generation: str | None, offset: int, hasher: Hasher | None
     ) -> UploadAppender:
-        """Continue the session file at ``offset`` (bytes past it are dropped).
+        """Continue the session's file ``generation`` at ``offset`` (bytes past it are dropped).
 
         ``hasher``, if given, has seen exactly the first ``offset`` bytes and sees
         every new one. Raises UploadUnknown when the file is gone or shorter.
         """
 
+    async def fork_upload(
+        self, upload_key: str, source: str | None, target: str, size_bytes: int
+    ) -> None:
+        """Copy the first ``size_bytes`` of generation ``source`` into a new file of
+        generation ``target`` and remove the old one; raise UploadUnknown.
+
+        For a takeover: whoever held the claim before may still write to the old
+        file, never to the new one.
+        """
+
     async def commit_upload(
-        self, upload_key: str, size_bytes: int, expected: Digest, hasher: Hasher | None
+        self,
+        upload_key: str,
+        generation: str | None,
+        size_bytes: int,
+        expected: Digest,
+        hasher: Hasher | None,
+        *,
+        before_store: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         """Verify the session's bytes against ``expected`` and store them as that blob.
 
         Without a ``hasher`` of the expected algorithm the file is re-hashed
-        (the state may have lived in another process). Raises DigestMismatch
-        (the file stays, for the caller to delete) or UploadUnknown.
+        (the state may have lived in another process). ``before_store`` runs
+        between verification and the rename (if it raises, nothing is stored).
+        Raises DigestMismatch (the file stays, for the caller to delete) or
+        UploadUnknown.
         """
 
-    async def delete_upload(self, upload_key: str) -> None:
-        """Remove a session's file; a missing file is fine."""
+    async def delete_upload(self, upload_key: str, generation: str | None) -> None:
+        """Remove a session's file of ``generation``; a missing file is fine."""
+
+    async def temp_files(self) -> list[TempFile]:
+        """Every temp file of the store, for the sweeper to judge."""
+
+    async def remove_temp_files(self, names: list[str]) -> int:
+        """Remove temp files by name; return how many existed."""
 
     async def remove_stale_uploads(self, max_age_seconds: float) -> int:
         """Remove temp files untouched for ``max_age_seconds``; return how many."""

@@ -2,23 +2,57 @@
 
 Every blocking call runs in the loop's default executor. Hashing happens in the
 same executor hop as the write, in whatever size the caller hands over; a
-writer's second digest (``tee``) runs beside it on another thread.
+writer's second digest (``tee``) runs beside it on another thread. A full disk
+(ENOSPC, EDQUOT) is the domain's StorageFull, not an internal error.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import functools
 import os
+import shutil
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO, Self
+from typing import Any, BinaryIO, ParamSpec, Self, TypeVar
 
 from registryd.digest import Digest, Hasher, Sha256
-from registryd.errors import BlobUnknown, DigestMismatch, UploadUnknown
+from registryd.errors import BlobUnknown, DigestMismatch, StorageFull, UploadUnknown
 from registryd.storage import paths
 from registryd.storage.open_files import OpenFiles, SharedBlob
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def _no_space(function: Callable[_P, _T]) -> Callable[_P, _T]:
+    """Turn "no space left" into StorageFull: the client may retry, nothing is wrong with it."""
+
+    @functools.wraps(function)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        try:
+            return function(*args, **kwargs)
+        except OSError as exc:
+            if exc.errno in _NO_SPACE:
+                raise StorageFull(str(exc)) from exc
+            raise
+
+    return wrapper
+
+
+def _mkdirs(path: Path) -> None:
+    """``mkdir -p`` with every directory it creates 0700 (``Path.mkdir`` gives parents 0777)."""
+    if path.is_dir():
+        return
+    _mkdirs(path.parent)
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=paths.DIR_MODE)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -33,13 +67,17 @@ _REHASH_CHUNK_BYTES = 1024 * 1024
 
 
 def _store_at_content_address(root: Path, source: Path, digest: Digest) -> None:
-    """Rename a complete, fsynced temp file to the blob's path (or drop it if stored)."""
+    """Rename a complete, fsynced, verified temp file to the blob's path.
+
+    Only the request holding ``source`` has a descriptor of it, and that one is
+    closed: once at its content address no descriptor can write to the file.
+    Bytes already stored are replaced, not kept (still one copy): the new file
+    was just verified, while a stored one may have been damaged since (on disk,
+    or by an older version), and the rename costs no more than an unlink.
+    Readers of the old file keep reading it, the same bytes.
+    """
     target = paths.blob_path(root, digest)
-    if target.exists():
-        # Same digest, same bytes: keep the stored copy (dedup).
-        source.unlink()
-        return
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _mkdirs(target.parent)
     source.replace(target)
     _fsync_dir(target.parent)
 
@@ -57,11 +95,11 @@ async def _finished(work: asyncio.Future[Any] | None) -> None:
 class FilesystemWriter:
     """A temp file under ``uploads/`` that becomes ``blobs/…`` on commit."""
 
-    def __init__(self, root: Path, tee: Sha256 | None) -> None:
+    def __init__(self, root: Path, tee: Sha256 | None, owner: int = 0) -> None:
         self._root = root
         self._tee = tee
         self._hash = Sha256()
-        self._path = paths.new_upload_path(root)
+        self._path = paths.new_upload_path(root, owner)
         self._fd: int | None = None
         self._size_bytes = 0
         # Set once commit or cancel has taken charge of the bytes.
@@ -74,8 +112,9 @@ class FilesystemWriter:
         return self._size_bytes
 
     def _open_sync(self) -> None:
-        self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, paths.FILE_MODE)
 
+    @_no_space
     def _write_sync(self, data: bytes | memoryview) -> None:
         if self._fd is None:
             self._open_sync()
@@ -102,7 +141,8 @@ class FilesystemWriter:
         await asyncio.shield(work)
         self._size_bytes += len(data)
 
-    def _commit_sync(self, expected: Digest | None) -> Digest:
+    @_no_space
+    def _seal_sync(self, expected: Digest | None) -> Digest:
         if self._fd is None:
             self._open_sync()
         assert self._fd is not None
@@ -112,25 +152,46 @@ class FilesystemWriter:
         os.fsync(self._fd)
         os.close(self._fd)
         self._fd = None
-        _store_at_content_address(self._root, self._path, digest)
         return digest
 
-    async def commit(self, expected: Digest | None = None) -> Digest:
+    @_no_space
+    def _store_sync(self, digest: Digest) -> None:
+        _store_at_content_address(self._root, self._path, digest)
+
+    async def _commit_steps(
+        self, expected: Digest | None, before_store: Callable[[Digest], Awaitable[None]] | None
+    ) -> Digest:
+        loop = asyncio.get_running_loop()
+        try:
+            digest = await loop.run_in_executor(None, self._seal_sync, expected)
+            if before_store is not None:
+                await before_store(digest)
+            await loop.run_in_executor(None, self._store_sync, digest)
+        except BaseException:
+            await loop.run_in_executor(None, self._cancel_sync)
+            raise
+        return digest
+
+    async def commit(
+        self,
+        expected: Digest | None = None,
+        *,
+        before_store: Callable[[Digest], Awaitable[None]] | None = None,
+    ) -> Digest:
         if self._done:
             raise RuntimeError("commit after commit or cancel")
         await _finished(self._busy)
         self._done = True  # from here on the bytes are this method's to keep or discard
-        loop = asyncio.get_running_loop()
-        work = loop.run_in_executor(None, self._commit_sync, expected)
-        self._busy = work
+        # One task, shielded: a cancelled caller must not split fsync, ``before_store``
+        # and rename; it waits for them and is then told it was cancelled.
+        steps = asyncio.ensure_future(self._commit_steps(expected, before_store))
+        self._busy = steps
         try:
-            # Shielded: a cancelled caller must not split fsync and rename.
-            return await asyncio.shield(work)
-        except BaseException:
-            await _finished(self._busy)
-            if work.done() and not work.cancelled() and work.exception() is None:
-                raise  # stored after all; only the caller was cancelled
-            await asyncio.shield(loop.run_in_executor(None, self._cancel_sync))
+            return await asyncio.shield(steps)
+        except asyncio.CancelledError:
+            await _finished(steps)
+            if not steps.cancelled():
+                steps.exception()  # retrieved: the cancellation is what the caller sees
             raise
 
     def _cancel_sync(self) -> None:
@@ -176,6 +237,7 @@ class FilesystemAppender:
     def size_bytes(self) -> int:
         return self._size_bytes
 
+    @_no_space
     def _write_sync(self, data: bytes | memoryview) -> None:
         assert self._fd is not None
         if self._hasher is not None:
@@ -196,6 +258,7 @@ class FilesystemAppender:
         await asyncio.shield(self._busy)
         self._size_bytes += len(data)
 
+    @_no_space
     def _finish_sync(self) -> None:
         assert self._fd is not None
         os.fsync(self._fd)
@@ -232,22 +295,46 @@ class FilesystemAppender:
             await asyncio.shield(asyncio.get_running_loop().run_in_executor(None, self._abort_sync))
 
 
+@dataclass(frozen=True, slots=True)
+class TempFile:
+    """A file under ``uploads/``, as the sweeper sees it."""
+
+    name: str
+    mtime: float
+    # A session file: its upload key and generation (None: the first).
+    upload_key: str | None = None
+    generation: str | None = None
+    # A process's temp file: the owner's key.
+    owner: int | None = None
+
+
 class FilesystemBackend:
-    """``open_files``: blob descriptors kept open and shared by readers (0: none)."""
+    """``open_files``: blob descriptors kept open and shared by readers (0: none).
+
+    ``owner`` is the key of this process (registryd.db.process_owner), put in the
+    names of its temp files so that files of a dead process can be told apart.
+    """
 
     def __init__(self, root: Path, open_files: int = 256) -> None:
         self.root = root
+        self.owner = 0
         self._open_files = OpenFiles(open_files)
 
+    @_no_space
     def _start_sync(self) -> None:
-        paths.blobs_dir(self.root).mkdir(parents=True, exist_ok=True)
-        paths.uploads_dir(self.root).mkdir(parents=True, exist_ok=True)
+        for directory in (paths.blobs_dir(self.root), paths.uploads_dir(self.root)):
+            _mkdirs(directory)
+        # Stores made by older versions were world-readable: close the top, which
+        # closes everything below it.
+        for directory in (self.root, paths.blobs_dir(self.root), paths.uploads_dir(self.root)):
+            if directory.stat().st_mode & 0o077:
+                directory.chmod(paths.DIR_MODE)
 
     async def start(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self._start_sync)
 
     def writer(self, *, tee: Sha256 | None = None) -> FilesystemWriter:
-        return FilesystemWriter(self.root, tee)
+        return FilesystemWriter(self.root, tee, self.owner)
 
     def _open_sync(self, digest: Digest) -> tuple[BinaryIO, int]:
         try:
@@ -296,16 +383,13 @@ class FilesystemBackend:
         self._open_files.discard(str(digest))
         return await asyncio.get_running_loop().run_in_executor(None, self._delete_sync, digest)
 
-    def _create_upload_sync(self) -> str:
-        key = paths.new_upload_key()
-        fd = os.open(
-            paths.upload_session_path(self.root, key), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644
-        )
-        os.close(fd)
-        return key
+    @_no_space
+    def _create_upload_sync(self, upload_key: str) -> None:
+        path = paths.upload_session_path(self.root, upload_key)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, paths.FILE_MODE))
 
-    async def create_upload(self) -> str:
-        return await asyncio.get_running_loop().run_in_executor(None, self._create_upload_sync)
+    async def create_upload(self, upload_key: str) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self._create_upload_sync, upload_key)
 
     def _appender(
         self, path: Path, fd: int, offset: int, hasher: Hasher | None
@@ -314,9 +398,9 @@ class FilesystemBackend:
         return FilesystemAppender(path, fd, offset, hasher)
 
     def _append_upload_sync(
-        self, upload_key: str, offset: int, hasher: Hasher | None
+        self, upload_key: str, generation: str | None, offset: int, hasher: Hasher | None
     ) -> FilesystemAppender:
-        path = paths.upload_session_path(self.root, upload_key)
+        path = paths.upload_session_path(self.root, upload_key, generation)
         try:
             fd = os.open(path, os.O_WRONLY)
         except FileNotFoundError:
@@ -335,16 +419,61 @@ class FilesystemBackend:
         return self._appender(path, fd, offset, hasher)
 
     async def append_upload(
-        self, upload_key: str, offset: int, hasher: Hasher | None
+        self, upload_key: str, generation: str | None, offset: int, hasher: Hasher | None
     ) -> FilesystemAppender:
         return await asyncio.get_running_loop().run_in_executor(
-            None, self._append_upload_sync, upload_key, offset, hasher
+            None, self._append_upload_sync, upload_key, generation, offset, hasher
         )
 
-    def _commit_upload_sync(
-        self, upload_key: str, size_bytes: int, expected: Digest, hasher: Hasher | None
+    @_no_space
+    def _fork_upload_sync(
+        self, upload_key: str, source: str | None, target: str, size_bytes: int
     ) -> None:
-        path = paths.upload_session_path(self.root, upload_key)
+        old = paths.upload_session_path(self.root, upload_key, source)
+        new = paths.upload_session_path(self.root, upload_key, target)
+        temp = paths.new_upload_path(self.root, self.owner)
+        try:
+            src = old.open("rb", buffering=0)
+        except FileNotFoundError:
+            raise UploadUnknown() from None
+        try:
+            with src, temp.open("xb", buffering=0) as dst:
+                os.fchmod(dst.fileno(), paths.FILE_MODE)
+                if os.fstat(src.fileno()).st_size < size_bytes:
+                    raise UploadUnknown()
+                # Only the recorded bytes: the request that lost the claim may still
+                # write past them, into the old file, which no one will commit.
+                shutil.copyfileobj(_Prefix(src, size_bytes), dst, _REHASH_CHUNK_BYTES)
+                os.fsync(dst.fileno())
+            temp.replace(new)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+            raise
+        with contextlib.suppress(FileNotFoundError):
+            old.unlink()
+
+    async def fork_upload(
+        self, upload_key: str, source: str | None, target: str, size_bytes: int
+    ) -> None:
+        """Copy the first ``size_bytes`` of generation ``source`` into a new file,
+        generation ``target``, and remove the old one; raise UploadUnknown."""
+        await asyncio.shield(
+            asyncio.get_running_loop().run_in_executor(
+                None, self._fork_upload_sync, upload_key, source, target, size_bytes
+            )
+        )
+
+    @_no_space
+    def _verify_upload_sync(
+        self,
+        upload_key: str,
+        generation: str | None,
+        size_bytes: int,
+        expected: Digest,
+        hasher: Hasher | None,
+    ) -> Path:
+        path = paths.upload_session_path(self.root, upload_key, generation)
         try:
             file = path.open("r+b", buffering=0)
         except FileNotFoundError:
@@ -361,40 +490,118 @@ class FilesystemBackend:
             if actual != expected:
                 raise DigestMismatch(str(expected), str(actual))
             os.fsync(file.fileno())
-        _store_at_content_address(self.root, path, expected)
+        return path
 
-    async def commit_upload(
-        self, upload_key: str, size_bytes: int, expected: Digest, hasher: Hasher | None
+    async def _commit_upload_steps(
+        self,
+        upload_key: str,
+        generation: str | None,
+        size_bytes: int,
+        expected: Digest,
+        hasher: Hasher | None,
+        before_store: Callable[[], Awaitable[None]] | None,
     ) -> None:
-        # Shielded: a cancelled caller must not split fsync and rename.
-        await asyncio.shield(
-            asyncio.get_running_loop().run_in_executor(
-                None, self._commit_upload_sync, upload_key, size_bytes, expected, hasher
-            )
+        loop = asyncio.get_running_loop()
+        path = await loop.run_in_executor(
+            None, self._verify_upload_sync, upload_key, generation, size_bytes, expected, hasher
+        )
+        if before_store is not None:
+            await before_store()
+        await loop.run_in_executor(
+            None, _no_space(_store_at_content_address), self.root, path, expected
         )
 
-    def _delete_upload_sync(self, upload_key: str) -> None:
+    async def commit_upload(
+        self,
+        upload_key: str,
+        generation: str | None,
+        size_bytes: int,
+        expected: Digest,
+        hasher: Hasher | None,
+        *,
+        before_store: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        # One task, shielded: a cancelled caller must not split fsync, ``before_store``
+        # and rename.
+        steps = asyncio.ensure_future(
+            self._commit_upload_steps(
+                upload_key, generation, size_bytes, expected, hasher, before_store
+            )
+        )
+        try:
+            await asyncio.shield(steps)
+        except asyncio.CancelledError:
+            await _finished(steps)
+            if not steps.cancelled():
+                steps.exception()  # retrieved: the cancellation is what the caller sees
+            raise
+
+    def _delete_upload_sync(self, upload_key: str, generation: str | None) -> None:
         with contextlib.suppress(FileNotFoundError):
-            paths.upload_session_path(self.root, upload_key).unlink()
+            paths.upload_session_path(self.root, upload_key, generation).unlink()
 
-    async def delete_upload(self, upload_key: str) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self._delete_upload_sync, upload_key)
+    async def delete_upload(self, upload_key: str, generation: str | None) -> None:
+        await asyncio.get_running_loop().run_in_executor(
+            None, self._delete_upload_sync, upload_key, generation
+        )
 
-    def _remove_stale_uploads_sync(self, max_age_seconds: float) -> int:
-        cutoff = time.time() - max_age_seconds
-        removed = 0
+    def _temp_files_sync(self) -> list[TempFile]:
+        found = []
         for entry in os.scandir(paths.uploads_dir(self.root)):
             if not entry.name.endswith(paths.UPLOAD_SUFFIX):
                 continue
             try:
-                if entry.stat().st_mtime <= cutoff:
-                    Path(entry.path).unlink()
-                    removed += 1
+                mtime = entry.stat().st_mtime
             except FileNotFoundError:
                 continue  # finished or cancelled while we looked
+            session = paths.parse_session_file(entry.name)
+            if session is not None:
+                found.append(TempFile(entry.name, mtime, session[0], session[1]))
+            else:
+                found.append(TempFile(entry.name, mtime, owner=paths.parse_owned_file(entry.name)))
+        return found
+
+    async def temp_files(self) -> list[TempFile]:
+        """Every temp file under ``uploads/``, for the sweeper to judge."""
+        return await asyncio.get_running_loop().run_in_executor(None, self._temp_files_sync)
+
+    def _remove_temp_files_sync(self, names: list[str]) -> int:
+        removed = 0
+        for name in names:
+            if "/" in name or not name.endswith(paths.UPLOAD_SUFFIX):
+                raise ValueError(f"not a temp file: {name!r}")
+            with contextlib.suppress(FileNotFoundError):
+                (paths.uploads_dir(self.root) / name).unlink()
+                removed += 1
         return removed
 
+    async def remove_temp_files(self, names: list[str]) -> int:
+        """Remove temp files by name; return how many existed."""
+        return await asyncio.get_running_loop().run_in_executor(
+            None, self._remove_temp_files_sync, names
+        )
+
+    def _remove_stale_uploads_sync(self, max_age_seconds: float) -> int:
+        cutoff = time.time() - max_age_seconds
+        stale = [f.name for f in self._temp_files_sync() if f.mtime <= cutoff]
+        return self._remove_temp_files_sync(stale)
+
     async def remove_stale_uploads(self, max_age_seconds: float) -> int:
+        """Remove temp files untouched for ``max_age_seconds``; return how many."""
         return await asyncio.get_running_loop().run_in_executor(
             None, self._remove_stale_uploads_sync, max_age_seconds
         )
+
+
+class _Prefix:
+    """The first ``size`` bytes of a binary file, as a readable for ``copyfileobj``."""
+
+    def __init__(self, file: BinaryIO, size: int) -> None:
+        self._file = file
+        self._left = size
+
+    def read(self, n: int = -1) -> bytes:
+        want = self._left if n < 0 else min(n, self._left)
+        data = self._file.read(want) if want else b""
+        self._left -= len(data)
+        return data

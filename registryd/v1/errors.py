@@ -49,6 +49,7 @@ TABLE: dict[type[e.RegistryError], tuple[int, _Message]] = {
         ),
     ),
     e.BodyIncomplete: (400, "Request body incomplete"),
+    e.StorageFull: (507, "The registry's storage is full: nothing was stored; retry later"),
     e.DigestMismatch: (400, "Checksum mismatch"),
     e.DigestInvalid: (400, "Invalid digest"),
     e.Unauthenticated: (401, lambda x: x.reason if isinstance(x, e.Unauthenticated) else ""),

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from registryd import errors as e
 from registryd.v2.access import challenge_header
+from registryd.v2.urls import upload_url
 
 _Detail = Callable[[Any], Any]
 
@@ -52,11 +53,31 @@ TABLE: dict[type[e.RegistryError], tuple[int, str, str, _Detail]] = {
         "chunk is out of order: it must start where the upload ends",
         lambda x: {"size": x.size_bytes},
     ),
+    e.ContentRangeInvalid: (400, "BLOB_UPLOAD_INVALID", "invalid Content-Range", _reason),
+    # Retryable: the other request ends (or its process is found dead) soon.
     e.UploadBusy: (
-        400,
-        "BLOB_UPLOAD_INVALID",
-        "another request is writing to this upload",
+        429,
+        "TOOMANYREQUESTS",
+        "another request is writing to this upload; retry",
         _none,
+    ),
+    e.TooManyUploads: (
+        429,
+        "TOOMANYREQUESTS",
+        "too many open upload sessions: finish or cancel some first",
+        lambda x: {"limit": x.limit},
+    ),
+    e.StorageFull: (
+        507,
+        "BLOB_UPLOAD_INVALID",
+        "the registry's storage is full: nothing was stored; retry later",
+        _none,
+    ),
+    e.StillReferenced: (
+        409,
+        "DENIED",
+        "still referenced by a manifest of this repository: delete that manifest first",
+        lambda x: {"digest": x.digest, "manifest": x.referrer},
     ),
     e.SizeInvalid: (400, "SIZE_INVALID", "provided length did not match content length", _none),
     e.BodyIncomplete: (400, "SIZE_INVALID", "request body incomplete", _none),
@@ -111,6 +132,23 @@ def error_response(
     )
 
 
+# Seconds a client waits before retrying a 429.
+RETRY_AFTER_SECONDS = 1
+
+
+def _extra_headers(request: web.Request, exc: e.RegistryError) -> dict[str, str] | None:
+    if isinstance(exc, e.UploadBusy | e.TooManyUploads):
+        return {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    if isinstance(exc, e.UploadRangeInvalid) and exc.size_bytes is not None:
+        # Where the session ends, so the client resumes there (as a status GET says).
+        headers = {"Range": f"0-{max(exc.size_bytes - 1, 0)}"}
+        if (upload_id := request.match_info.get("upload_id")) is not None:
+            headers["Location"] = upload_url(request, upload_id)
+            headers["Docker-Upload-UUID"] = upload_id
+        return headers
+    return None
+
+
 def render(request: web.Request, exc: e.RegistryError | web.HTTPException) -> web.Response:
     """The v2 response for ``exc``; an unmapped domain error is a programming error (500)."""
     if isinstance(exc, e.AuthChallenge):
@@ -120,12 +158,8 @@ def render(request: web.Request, exc: e.RegistryError | web.HTTPException) -> we
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         code = _HTTP_CODES.get(exc.status, "UNSUPPORTED")
         return error_response(exc.status, code, exc.reason.lower(), headers=headers)
-    headers = None
-    if isinstance(exc, e.UploadRangeInvalid) and exc.size_bytes is not None:
-        # Where the upload really ends, so the client can resume from there (spec end-5/6).
-        headers = {"Range": f"0-{max(exc.size_bytes - 1, 0)}"}
     for cls in type(exc).__mro__:
         if cls in TABLE:
             status, code, message, detail = TABLE[cls]
-            return error_response(status, code, message, detail(exc), headers)
+            return error_response(status, code, message, detail(exc), _extra_headers(request, exc))
     raise TypeError(f"no v2 rendering for {type(exc).__name__}") from exc

@@ -30,6 +30,9 @@ async def _expire_uploads_periodically(app: web.Application) -> AsyncIterator[No
         removed = await upload_sessions.expire_uploads(svc)
         if removed:
             log.info("expired %d abandoned upload session(s)", removed)
+        released = await upload_sessions.release_leftover_claims(svc)
+        if released:
+            log.info("released %d upload claim(s) left by failed requests", released)
 
     async def run() -> None:
         while True:

@@ -13,17 +13,18 @@ import re
 
 from aiohttp import web
 
+from registryd.auth.credentials import CALLER
 from registryd.auth.policy import Action
 from registryd.digest import Digest
 from registryd.domain import blobs, uploads
-from registryd.errors import AuthChallenge, DigestInvalid, UploadRangeInvalid
+from registryd.errors import AuthChallenge, ContentRangeInvalid, DigestInvalid
 from registryd.http.streaming import body_chunks
 from registryd.keys import SERVICES
 from registryd.names import RepositoryName
 from registryd.v2.access import authorize, may, scope, token_never_asked_for
 from registryd.v2.urls import blob_url, repository_name, upload_url
 
-_CONTENT_RANGE_RE = re.compile(r"^\s*(?:bytes[ =])?(\d{1,18})-(\d{1,18})(?:/(?:\d+|\*))?\s*$")
+_CONTENT_RANGE_RE = re.compile(r"\s*(?:bytes[ =])?(\d{1,18})-(\d{1,18})(?:/(\d{1,18}|\*))?\s*")
 
 
 def _progress_headers(request: web.Request, upload_id: str, size_bytes: int) -> dict[str, str]:
@@ -43,13 +44,27 @@ def _created(request: web.Request, digest: Digest) -> web.Response:
 
 
 def _chunk_range(request: web.Request) -> uploads.ChunkRange | None:
+    """The PATCH's ``Content-Range``; a malformed one is a 400 (an out-of-order one, 416,
+    is for the session to tell)."""
     header = request.headers.get("Content-Range")
     if header is None:
         return None
-    match = _CONTENT_RANGE_RE.match(header)
-    if match is None or int(match.group(2)) < int(match.group(1)):
-        raise UploadRangeInvalid()
-    return uploads.ChunkRange(int(match.group(1)), int(match.group(2)))
+    match = _CONTENT_RANGE_RE.fullmatch(header)
+    if match is None:
+        raise ContentRangeInvalid(f"malformed Content-Range {header!r}")
+    start, end = int(match.group(1)), int(match.group(2))
+    if end < start:
+        raise ContentRangeInvalid(f"Content-Range {header!r} ends before it starts")
+    total = int(match.group(3)) if match.group(3) not in (None, "*") else None
+    if total is not None and end >= total:
+        raise ContentRangeInvalid(f"Content-Range {header!r} ends past its total")
+    return uploads.ChunkRange(start, end, total)
+
+
+def _username(request: web.Request) -> str | None:
+    """Who opens a session, for the per-user cap (anonymous: only with auth off)."""
+    caller = request.get(CALLER)
+    return caller.identity.username if caller is not None else None
 
 
 def _query_digest(request: web.Request, key: str) -> Digest | None:
@@ -79,9 +94,9 @@ async def post_upload(request: web.Request) -> web.Response:
             raise AuthChallenge("token lacks the mount source", wanted, "insufficient_scope")
     if digest is not None:
         body = body_chunks(request, svc.settings.max_layer_bytes)
-        await uploads.upload_whole_blob(svc, name, digest, body)
+        await uploads.upload_whole_blob(svc, name, digest, body, _username(request))
         return _created(request, digest)
-    upload_id = await uploads.start_upload(svc, name)
+    upload_id = await uploads.start_upload(svc, name, _username(request))
     return web.Response(status=202, headers=_progress_headers(request, upload_id, 0))
 
 
