@@ -157,8 +157,13 @@ async def test_delete_by_tag_then_by_digest(client: Client) -> None:
 
 
 @pytest.mark.parametrize("reference", ["sha256:totallywrong", "-bad-tag", "a" * 129])
-async def test_invalid_references_are_400(client: Client, reference: str) -> None:
+async def test_invalid_references(client: Client, reference: str) -> None:
+    # A read of a reference that can name nothing is unknown (spec end-3: only 404);
+    # a delete of one is a bad request.
     resp = await client.get(f"/v2/alice/app/manifests/{reference}")
+    assert resp.status == 404
+    assert error_code(await resp.json()) == "MANIFEST_UNKNOWN"
+    resp = await client.delete(f"/v2/alice/app/manifests/{reference}")
     assert resp.status == 400
     assert error_code(await resp.json()) in ("DIGEST_INVALID", "TAG_INVALID")
 
