@@ -7,11 +7,18 @@ from typing import Any
 
 from registryd import jsonbody
 from registryd.auth.identity import Identity
+from registryd.auth.image_access import ImageAccess, hold_for_upload, may_reuse
 from registryd.db import queries
-from registryd.db.queries import RepositoryRow
+from registryd.db.queries import Conn, RepositoryRow
 from registryd.domain.services import Services
-from registryd.errors import ImageIdInvalid, RepositoryUnknown, RequestInvalid
-from registryd.names import LIBRARY_NAMESPACE, RepositoryName, parse_image_id
+from registryd.errors import (
+    AccessDenied,
+    ImageHeldElsewhere,
+    ImageIdInvalid,
+    RepositoryUnknown,
+    RequestInvalid,
+)
+from registryd.names import LIBRARY_NAMESPACE, ImageId, RepositoryName, parse_image_id
 
 SEARCH_DEFAULT_PAGE_SIZE = 25
 SEARCH_MAX_PAGE_SIZE = 100
@@ -46,14 +53,41 @@ def parse_image_list(body: bytes) -> list[tuple[str, str | None]]:
     return images
 
 
-async def declare(svc: Services, name: RepositoryName, body: bytes, creator: Identity) -> None:
+async def _admit(
+    conn: Conn, repo: RepositoryRow, images: list[tuple[str, str | None]], access: ImageAccess
+) -> None:
+    """Refuse images the caller may not put in ``repo``; hold the ones still to upload.
+
+    A complete image must be readable by the caller (else declaring it would make
+    another repository's private image readable here). An image not complete, or
+    not yet pushed at all, is held for ``repo``: from now on only writers of the
+    repository holding it may upload it (docker declares ids before uploading them,
+    and the declared list of a public repository is readable by anyone).
+    """
+    if access.settings.auth_mode == "none":
+        return
+    for image_id in dict.fromkeys(ImageId(image_id) for image_id, _ in images):
+        image = await queries.fetch_image(conn, image_id)
+        if image is None or not image.is_complete:
+            if await hold_for_upload(conn, access, image_id, repo.name):
+                continue
+            image = await queries.fetch_image(conn, image_id)  # completed meanwhile?
+            if image is None or not image.is_complete:
+                raise ImageHeldElsewhere(image_id)
+        if not await may_reuse(conn, access, image_id, repo.name):
+            raise AccessDenied(f"Image {image_id} is in no repository you may read")
+
+
+async def declare(svc: Services, name: RepositoryName, body: bytes, access: ImageAccess) -> None:
     """PUT /v1/repositories/<name>/: create the repository if needed and add the images."""
     images = parse_image_list(body)
+    creator = access.caller.identity
     async with svc.pool.acquire() as conn, conn.transaction():
         user = await queries.fetch_user(conn, creator.username) if creator.username else None
         repo = await queries.insert_repository(conn, name, user.user_id if user else None)
         if repo is None:
             repo = await queries.ensure_repository(conn, name)
+        await _admit(conn, repo, images, access)
         await queries.declare_images(conn, repo.repository_id, images)
 
 
@@ -65,11 +99,12 @@ async def fetch(svc: Services, name: RepositoryName) -> RepositoryRow:
     return repo
 
 
-async def add_images(svc: Services, name: RepositoryName, body: bytes) -> None:
+async def add_images(svc: Services, name: RepositoryName, body: bytes, access: ImageAccess) -> None:
     """PUT /v1/repositories/<name>/images: merge ids and checksums; the list never shrinks."""
     images = parse_image_list(body)
     repo = await fetch(svc, name)
-    async with svc.pool.acquire() as conn:
+    async with svc.pool.acquire() as conn, conn.transaction():
+        await _admit(conn, repo, images, access)
         await queries.declare_images(conn, repo.repository_id, images)
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from registryd.auth.policy import Action, authorize_image
+from registryd.auth.image_access import ImageAccess, authorize_image
+from registryd.auth.policy import Action
 from registryd.domain import images
 from registryd.http.streaming import body_chunks, read_body, send_blob
 from registryd.keys import SERVICES
@@ -19,10 +20,11 @@ async def _image_id(request: web.Request, action: Action) -> ImageId:
 
 
 async def put_image_json(request: web.Request) -> web.Response:
-    image_id = await _image_id(request, Action.WRITE)
+    image_id = parse_image_id(request.match_info["image_id"])
+    caller = await authorize_image(request, Action.WRITE, image_id)
     svc = request.app[SERVICES]
     body = await read_body(request, svc.settings.max_json_bytes)
-    await images.put_image_json(svc, image_id, body)
+    await images.put_image_json(svc, image_id, body, ImageAccess(caller, svc.settings))
     return json_response(True)
 
 

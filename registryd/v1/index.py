@@ -7,6 +7,7 @@ import time
 from aiohttp import web
 
 from registryd.auth.credentials import Caller, resolve_caller
+from registryd.auth.image_access import ImageAccess
 from registryd.auth.policy import Action, authorize
 from registryd.auth.tokens import Grant, issue_token
 from registryd.domain import repositories
@@ -42,7 +43,7 @@ async def put_repository(request: web.Request) -> web.Response:
     caller = await authorize(request, Action.WRITE, name)
     svc = request.app[SERVICES]
     body = await read_body(request, svc.settings.max_json_bytes)
-    await repositories.declare(svc, name, body, caller.identity)
+    await repositories.declare(svc, name, body, ImageAccess(caller, svc.settings))
     return json_response(True, headers=index_headers(request, caller, name, "write"))
 
 
@@ -58,7 +59,7 @@ async def put_repository_images(request: web.Request) -> web.Response:
     caller = await authorize(request, Action.WRITE, name)
     svc = request.app[SERVICES]
     body = await read_body(request, svc.settings.max_json_bytes)
-    await repositories.add_images(svc, name, body)
+    await repositories.add_images(svc, name, body, ImageAccess(caller, svc.settings))
     # docker fails the push on anything but exactly 204 (v1 spec §5.10).
     return web.Response(status=204, headers=index_headers(request, caller, name, "write"))
 
