@@ -197,6 +197,10 @@ class SignupDisabled(RegistryError):
     pass
 
 
+class HostInvalid(RegistryError):
+    """The ``Host`` header is not ``host[:port]``, so it cannot go into a URL we hand out."""
+
+
 class RequestInvalid(RegistryError):
     """A body or query parameter the endpoint cannot use."""
 

@@ -106,34 +106,55 @@ async def hold_for_upload(
     return False
 
 
-async def authorize_image(request: web.Request, action: Action, image_id: ImageId) -> Caller:
-    """Access to ``/v1/images/<id>/...`` (v1 spec §4.3); raise if refused.
+def _publicly_readable(settings: Settings, referencing: Iterable[RepositoryRow]) -> bool:
+    """Whether anyone at all may read the image (so shared caches may keep it)."""
+    return settings.anonymous_pull and any(repo.is_public for repo in referencing)
 
-    Reads: a repository that declared or tagged the image must be readable by
-    the caller. Writes: the caller must be allowed to write a repository whose
-    index list declared the image and, unless the image is complete (the
-    domain then answers "already exists"), the repository holding its id.
+
+async def authorize_image_read(request: web.Request, image_id: ImageId) -> bool:
+    """Allow a read of ``/v1/images/<id>/...`` (v1 spec §4.3) or raise; True when the
+    image is public (anyone may read it), False when only some callers may.
+
+    A repository that declared or tagged the image must be readable by the caller.
+    """
+    access = await image_access(request)
+    caller = access.caller
+    note_for_access_log(request, caller, None)
+    if access.settings.auth_mode == "none":
+        return True
+    if caller.via_token and not access.token_allows(Action.READ):
+        raise AccessDenied("Token does not grant read access")
+    async with request.app[SERVICES].pool.acquire() as conn:
+        found = await queries.fetch_repositories_referencing(conn, image_id)
+    referencing = [repo for repo, _ in found]
+    if access.may_read(referencing):
+        return _publicly_readable(access.settings, referencing)
+    if caller.via_token:
+        raise AccessDenied("Image is not part of the token's repository")
+    raise refuse(caller, "No read access to this image")
+
+
+async def authorize_image_write(request: web.Request, image_id: ImageId) -> Caller:
+    """Allow a write to ``/v1/images/<id>/...`` or raise.
+
+    The caller must be allowed to write a repository whose index list declared
+    the image and, unless the image is complete (the domain then answers
+    "already exists"), the repository holding its id.
     """
     access = await image_access(request)
     caller = access.caller
     note_for_access_log(request, caller, None)
     if access.unrestricted:
         return caller
-    if caller.via_token and not access.token_allows(action):
-        raise AccessDenied(f"Token does not grant {action.value} access")
+    if caller.via_token and not access.token_allows(Action.WRITE):
+        raise AccessDenied("Token does not grant write access")
     async with request.app[SERVICES].pool.acquire() as conn:
         found = await queries.fetch_repositories_referencing(conn, image_id)
-        if action is Action.READ:
-            if access.may_read(repo for repo, _ in found):
-                return caller
-            if caller.via_token:
-                raise AccessDenied("Image is not part of the token's repository")
-            raise refuse(caller, "No read access to this image")
         writable = [repo for repo, declared in found if declared and access.may_write(repo.name)]
         if not writable:
             if caller.via_token:
                 raise ImageNotDeclared()
-            raise refuse(caller, f"No {action.value} access to this image")
+            raise refuse(caller, "No write access to this image")
         image = await queries.fetch_image(conn, image_id)
         if image is not None and image.is_complete:
             return caller

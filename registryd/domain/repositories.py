@@ -99,6 +99,17 @@ async def fetch(svc: Services, name: RepositoryName) -> RepositoryRow:
     return repo
 
 
+async def publicly_readable(svc: Services, name: RepositoryName) -> bool:
+    """Whether anyone at all may read the repository, so shared caches may keep its content."""
+    if svc.settings.auth_mode == "none":
+        return True
+    if not svc.settings.anonymous_pull:
+        return False
+    async with svc.pool.acquire() as conn:
+        repo = await queries.fetch_repository(conn, name)
+    return repo is not None and repo.is_public
+
+
 async def add_images(svc: Services, name: RepositoryName, body: bytes, access: ImageAccess) -> None:
     """PUT /v1/repositories/<name>/images: merge ids and checksums; the list never shrinks."""
     images = parse_image_list(body)
@@ -151,6 +162,8 @@ def _int_param(params: dict[str, str], key: str, default: int) -> int:
 async def search(svc: Services, params: dict[str, str], viewer: Identity) -> dict[str, Any]:
     """GET /v1/search (§5.15): a page of the repositories matching ``q`` the viewer may see."""
     term = params.get("q", "")
+    if not jsonbody.storable_text(term):
+        raise RequestInvalid("Query parameter q must not contain NUL")
     page_size = min(max(_int_param(params, "n", SEARCH_DEFAULT_PAGE_SIZE), 1), SEARCH_MAX_PAGE_SIZE)
     page = min(max(_int_param(params, "page", 1), 1), 1_000_000)
     everything = svc.settings.auth_mode == "none" or viewer.is_admin

@@ -36,7 +36,8 @@ def tag_metadata(user_agent: str) -> dict[str, Any]:
     """The per-tag metadata docker-registry kept: last update and the client's versions."""
     meta: dict[str, Any] = {v: None for v in _USER_AGENT_KEYS.values()}
     for key, value in _USER_AGENT_PART_RE.findall(user_agent):
-        if key in _USER_AGENT_KEYS:
+        # Header bytes that are not UTF-8 arrive as lone surrogates, which jsonb refuses.
+        if key in _USER_AGENT_KEYS and jsonbody.storable_text(value):
             meta[_USER_AGENT_KEYS[key]] = value
     meta["last_update"] = int(datetime.now(UTC).timestamp())
     return meta

@@ -72,6 +72,7 @@ TABLE: dict[type[e.RegistryError], tuple[int, _Message]] = {
     e.UserUnknown: (404, "User not found"),
     e.SignupDisabled: (403, "Sign-up is disabled on this registry"),
     e.RequestInvalid: (400, lambda x: x.reason if isinstance(x, e.RequestInvalid) else ""),
+    e.HostInvalid: (400, "Invalid Host header: expected host[:port]"),
 }
 
 # Errors whose body is the bare message as a JSON string instead of {"error": ...}.
