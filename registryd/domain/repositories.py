@@ -66,7 +66,8 @@ async def _admit(
     """
     if access.settings.auth_mode == "none":
         return
-    for image_id in dict.fromkeys(ImageId(image_id) for image_id, _ in images):
+    # Sorted: concurrent declarations then claim ids in one order and cannot deadlock.
+    for image_id in sorted({ImageId(image_id) for image_id, _ in images}):
         image = await queries.fetch_image(conn, image_id)
         if image is None or not image.is_complete:
             if await hold_for_upload(conn, access, image_id, repo.name):

@@ -76,6 +76,9 @@ async def test_uploading_image_cannot_be_rewritten_by_another_user(
 
     forged = make_image("half-done-0", EVIL_LAYER, created="2014-06-01T00:00:00Z")
     assert forged.image_id == image.image_id
+    # bob declares the id in his repository to get write access to it: refused.
+    status, body, _ = await declare(bob, "bob_b/evil", [image.image_id])
+    assert (status, body) == (409, {"error": f"Image {image.image_id} {HELD}"})
     _, _, bob_token = await declare(bob, "bob_b/evil", [])
     for bob_registry in (registry(bob, bob_token), registry(bob)):
         assert (await bob_registry.put_json(forged))[0] in (400, 403)
@@ -168,7 +171,8 @@ async def test_deleting_the_repository_does_not_free_its_ids(
     status, _, _ = await alice.index("DELETE", "/v1/repositories/alice/webapp/")
     assert status == 200
     status, body, _ = await declare(bob, "bob_b/evil", [i.image_id for i in images])
-    assert (status, body) == (409, {"error": f"Image {images[0].image_id} {HELD}"})
+    first = min(i.image_id for i in images)  # ids are checked in sorted order
+    assert (status, body) == (409, {"error": f"Image {first} {HELD}"})
     # alice recreates the repository and finishes her push.
     await alice.push("alice/webapp", "latest", images)
 
@@ -180,7 +184,8 @@ async def test_concurrent_declarations_of_a_new_id_have_one_winner(
     ids = [i.image_id for i in images]
     results = await asyncio.gather(
         *(declare(alice, f"alice/r{n}", ids) for n in range(3)),
-        *(declare(bob, f"bob_b/r{n}", ids) for n in range(3)),
+        # In the other order: concurrent claims must not deadlock either.
+        *(declare(bob, f"bob_b/r{n}", ids[::-1]) for n in range(3)),
     )
     alice_ok = [status for status, _, _ in results[:3]]
     bob_ok = [status for status, _, _ in results[3:]]
