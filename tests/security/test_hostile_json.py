@@ -30,6 +30,7 @@ HOSTILE_VALUES = [
     ("NaN", "NaN is not a JSON number"),
     ("Infinity", "Infinity is not a JSON number"),
     ("-Infinity", "-Infinity is not a JSON number"),
+    ("1e999", "1e999 is out of range for a JSON number"),
     ('"a\\u0000b"', BAD_STRING),
     ('"a\\ud800b"', BAD_STRING),
     ('"\\udc00"', BAD_STRING),
@@ -160,6 +161,7 @@ async def test_deep_nesting_is_refused_on_anonymous_sign_up(
     ("where", "reason"),
     [
         ('"annotations": {"a": NaN}', "NaN is not a JSON number"),
+        ('"annotations": {"a": -1e400}', "-1e400 is out of range for a JSON number"),
         ('"annotations": {"a": "\\u0000"}', BAD_STRING),
         ('"annotations": {"\\ud800": "x"}', BAD_STRING),
         ('"artifactType": "a\\udfffb"', BAD_STRING),
