@@ -42,3 +42,66 @@ async def move_image_owner(conn: Conn, image_id: ImageId, owner: RepositoryName)
         owner.namespace,
         owner.repository,
     )
+
+
+# Batches, for declarations of a whole image list ------------------------------------
+
+
+async def fetch_complete_images(conn: Conn, image_ids: list[ImageId]) -> set[ImageId]:
+    """Which of ``image_ids`` are complete images."""
+    rows = await conn.fetch(
+        "SELECT image_id FROM v1_images WHERE image_id = ANY($1::text[]) AND state = 'complete'",
+        image_ids,
+    )
+    return {r["image_id"] for r in rows}
+
+
+async def fetch_referenced_in(
+    conn: Conn, repository_id: int, image_ids: list[ImageId]
+) -> set[ImageId]:
+    """Which of ``image_ids`` the repository already declares or tags."""
+    rows = await conn.fetch(
+        """
+        SELECT image_id FROM repository_images
+        WHERE repository_id = $1 AND image_id = ANY($2::text[])
+        UNION
+        SELECT image_id FROM v1_tags WHERE repository_id = $1 AND image_id = ANY($2::text[])
+        """,
+        repository_id,
+        image_ids,
+    )
+    return {r["image_id"] for r in rows}
+
+
+async def claim_image_owners(conn: Conn, image_ids: list[ImageId], owner: RepositoryName) -> None:
+    """``claim_image_owner`` for many ids, in sorted order (concurrent claims cannot deadlock)."""
+    await conn.execute(
+        """
+        INSERT INTO v1_image_owners (image_id, namespace, name)
+        SELECT image_id, $2, $3 FROM unnest($1::text[]) AS image_id ORDER BY image_id
+        ON CONFLICT (image_id) DO NOTHING
+        """,
+        image_ids,
+        owner.namespace,
+        owner.repository,
+    )
+
+
+async def fetch_image_owners(conn: Conn, image_ids: list[ImageId]) -> dict[ImageId, RepositoryName]:
+    rows = await conn.fetch(
+        "SELECT image_id, namespace, name FROM v1_image_owners WHERE image_id = ANY($1::text[])",
+        image_ids,
+    )
+    return {r["image_id"]: RepositoryName(r["namespace"], r["name"]) for r in rows}
+
+
+async def move_image_owners(conn: Conn, image_ids: list[ImageId], owner: RepositoryName) -> None:
+    await conn.execute(
+        """
+        UPDATE v1_image_owners SET namespace = $2, name = $3, claimed_at = now()
+        WHERE image_id = ANY($1::text[])
+        """,
+        image_ids,
+        owner.namespace,
+        owner.repository,
+    )

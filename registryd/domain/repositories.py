@@ -7,7 +7,8 @@ from typing import Any
 
 from registryd import jsonbody
 from registryd.auth.identity import Identity
-from registryd.auth.image_access import ImageAccess, hold_for_upload, may_reuse
+from registryd.auth.image_access import ImageAccess, may_reuse
+from registryd.db import image_owner_queries as owners
 from registryd.db import queries
 from registryd.db.queries import Conn, RepositoryRow
 from registryd.domain.services import Services
@@ -67,16 +68,28 @@ async def _admit(
     if access.settings.auth_mode == "none":
         return
     # Sorted: concurrent declarations then claim ids in one order and cannot deadlock.
-    for image_id in sorted({ImageId(image_id) for image_id, _ in images}):
-        image = await queries.fetch_image(conn, image_id)
-        if image is None or not image.is_complete:
-            if await hold_for_upload(conn, access, image_id, repo.name):
-                continue
-            image = await queries.fetch_image(conn, image_id)  # completed meanwhile?
-            if image is None or not image.is_complete:
-                raise ImageHeldElsewhere(image_id)
-        if not await may_reuse(conn, access, image_id, repo.name):
-            raise AccessDenied(f"Image {image_id} is in no repository you may read")
+    ids = sorted({ImageId(image_id) for image_id, _ in images})
+    complete = await owners.fetch_complete_images(conn, ids)
+    pending = [i for i in ids if i not in complete]
+    if pending:
+        await owners.claim_image_owners(conn, pending, repo.name)
+        held = await owners.fetch_image_owners(conn, pending)
+        elsewhere = [i for i in pending if i in held and held[i] != repo.name]
+        movable = [i for i in elsewhere if access.may_write(held[i])]
+        if movable:  # the caller may write both repositories: the upload moves here
+            await owners.move_image_owners(conn, movable, repo.name)
+        refused = [i for i in elsewhere if i not in movable]
+        if refused:
+            completed = await owners.fetch_complete_images(conn, refused)  # meanwhile?
+            for image_id in refused:
+                if image_id not in completed:
+                    raise ImageHeldElsewhere(image_id)
+            complete |= completed
+    if complete:
+        here = await owners.fetch_referenced_in(conn, repo.repository_id, sorted(complete))
+        for image_id in sorted(complete - here):
+            if not await may_reuse(conn, access, image_id, repo.name):
+                raise AccessDenied(f"Image {image_id} is in no repository you may read")
 
 
 async def declare(svc: Services, name: RepositoryName, body: bytes, access: ImageAccess) -> None:
