@@ -85,6 +85,30 @@ class TarsumUnverifiable(RegistryError):
     """Only a tarsum was sent for an uploaded layer; we verify payload checksums only."""
 
 
+class ChecksumInvalid(RegistryError):
+    """A checksum header holding characters no checksum has (control bytes, non-ASCII)."""
+
+
+class ParentIncomplete(RegistryError):
+    """The image's ``parent`` is still being uploaded: its ancestry could still change."""
+
+
+class AncestryInvalid(RegistryError):
+    """The parent chain loops back to the image, or is deeper than we store."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ImageHeldElsewhere(RegistryError):
+    """The image id is being uploaded by another repository, which the caller cannot write."""
+
+    def __init__(self, image_id: str) -> None:
+        super().__init__(image_id)
+        self.image_id = image_id
+
+
 # Repositories and tags -----------------------------------------------------
 
 
@@ -175,6 +199,10 @@ class UserUnknown(RegistryError):
 
 class SignupDisabled(RegistryError):
     pass
+
+
+class HostInvalid(RegistryError):
+    """The ``Host`` header is not ``host[:port]``, so it cannot go into a URL we hand out."""
 
 
 class RequestInvalid(RegistryError):

@@ -2,14 +2,16 @@
 
 Every endpoint that reads JSON from a client goes through ``parse``. Beyond
 ``json.loads`` it refuses what would otherwise surface later as a 500: nesting
-deep enough to exhaust the stack, ``NaN``/``Infinity`` (not JSON, and not
-storable in ``jsonb``), and strings PostgreSQL or UTF-8 cannot hold (NUL and
-lone surrogates). Body size is bounded before this, by ``read_body``'s limit.
+deep enough to exhaust the stack, ``NaN``/``Infinity`` and numbers too large for
+a double (not JSON, or not storable in ``jsonb``), and strings PostgreSQL or
+UTF-8 cannot hold (NUL and lone surrogates). Body size is bounded before this,
+by ``read_body``'s limit.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -40,6 +42,13 @@ def _no_constant(name: str) -> Any:
     raise JsonInvalid(f"{name} is not a JSON number")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999: valid JSON, yet Infinity to Python and jsonb
+        raise JsonInvalid(f"{text} is out of range for a JSON number")
+    return value
+
+
 def _check(value: Any, check_text: bool) -> None:
     """Walk iteratively (never recursively): bound the depth, vet strings if needed."""
     stack: list[tuple[Any, int]] = [(value, 1)]
@@ -63,12 +72,15 @@ def _check(value: Any, check_text: bool) -> None:
 def parse(body: bytes) -> Any:
     """The JSON value of a UTF-8 ``body``; raise JsonInvalid naming what is wrong."""
     try:
-        value = json.loads(body, parse_constant=_no_constant)
+        value = json.loads(body, parse_constant=_no_constant, parse_float=_finite_float)
     except JsonInvalid:
         raise
     except RecursionError:
         raise JsonInvalid(f"JSON nested deeper than {MAX_DEPTH} levels") from None
     except ValueError:  # JSONDecodeError, bad UTF-8, integers too long to convert
         raise JsonInvalid(SYNTAX_ERROR) from None
-    _check(value, _SUSPECT_ESCAPE_RE.search(body) is not None)
+    check_text = _SUSPECT_ESCAPE_RE.search(body) is not None
+    # Fewer brackets than the depth limit cannot nest past it: most bodies skip the walk.
+    if check_text or body.count(b"[") + body.count(b"{") > MAX_DEPTH:
+        _check(value, check_text)
     return value

@@ -14,7 +14,7 @@ from registryd.auth.throttle import LOGIN_THROTTLE
 from registryd.auth.tokens import Grant, parse_token_header, verify_token
 from registryd.domain import users
 from registryd.domain.services import Services
-from registryd.errors import Unauthenticated
+from registryd.errors import RequestInvalid, Unauthenticated
 from registryd.names import RepositoryName
 
 
@@ -46,6 +46,8 @@ def parse_basic(value: str) -> tuple[str, str]:
     username, sep, password = decoded.partition(":")
     if not sep or not username:
         raise Unauthenticated("Malformed Basic credentials")
+    if not username.isprintable():
+        raise RequestInvalid("Basic credentials: the username holds control characters")
     return username, password
 
 
@@ -77,6 +79,9 @@ async def resolve_caller(request: web.Request, svc: Services) -> Caller:
     if CALLER in request:
         return request[CALLER]
     header = request.headers.get("Authorization", "").strip()
+    if not header.isascii() or not header.isprintable():
+        # Non-UTF-8 bytes arrive as lone surrogates; no credential holds them.
+        raise RequestInvalid("The Authorization header must be printable ASCII")
     scheme, _, value = header.partition(" ")
     if not header:
         caller = Caller(ANONYMOUS)

@@ -19,9 +19,9 @@ from registryd.config import Settings
 from registryd.db import queries
 from registryd.db.queries import RepositoryRow
 from registryd.domain.services import Services
-from registryd.errors import AccessDenied, ImageNotDeclared, Unauthenticated
+from registryd.errors import AccessDenied, Unauthenticated
 from registryd.keys import REPOSITORY, SERVICES, USER
-from registryd.names import LIBRARY_NAMESPACE, ImageId, RepositoryName
+from registryd.names import LIBRARY_NAMESPACE, RepositoryName
 
 
 class Action(enum.Enum):
@@ -116,14 +116,14 @@ def may_issue_v1_token(caller: Caller, repository: RepositoryName, access: str) 
     return all(token_allows(caller, repository, action) for action in TOKEN_ALLOWS[access])
 
 
-def _refuse(caller: Caller, reason: str) -> Exception:
+def refuse(caller: Caller, reason: str) -> Exception:
     """401 for anonymous callers (credentials might help), 403 for known ones."""
     if caller.identity.is_anonymous and not caller.via_token:
         return Unauthenticated()
     return AccessDenied(reason)
 
 
-def _note_for_access_log(
+def note_for_access_log(
     request: web.Request, caller: Caller, repository: RepositoryName | None
 ) -> None:
     if caller.identity.username is not None:
@@ -155,7 +155,7 @@ async def authorize(request: web.Request, action: Action, repository: Repository
     """Allow ``action`` on ``repository`` or raise Unauthenticated/AccessDenied."""
     svc = request.app[SERVICES]
     caller = await resolve_caller(request, svc)
-    _note_for_access_log(request, caller, repository)
+    note_for_access_log(request, caller, repository)
     if svc.settings.auth_mode == "none":
         return caller
     if caller.via_token:
@@ -164,45 +164,5 @@ async def authorize(request: web.Request, action: Action, repository: Repository
     repo = await repository_facts(svc, repository)
     is_public = repo.is_public if repo is not None else True
     if not may(caller.identity, repository, is_public, action, svc.settings):
-        raise _refuse(caller, f"No {action.value} access to {repository}")
+        raise refuse(caller, f"No {action.value} access to {repository}")
     return caller
-
-
-async def authorize_image(request: web.Request, action: Action, image_id: ImageId) -> Caller:
-    """Access to ``/v1/images/<id>/...``, whose URL names no repository (v1 spec §4.3).
-
-    Reads: a repository that declared or tagged the image must be readable by
-    the caller (for a token: its repository). Writes: the caller must be
-    allowed to write a repository whose index list declared the image.
-    """
-    svc = request.app[SERVICES]
-    caller = await resolve_caller(request, svc)
-    _note_for_access_log(request, caller, None)
-    if svc.settings.auth_mode == "none" or caller.identity.is_admin:
-        return caller
-    if action is Action.READ and svc.access is not None:
-        found = await svc.access.image_references(image_id)
-    else:  # writes decide on what is committed now, never on a cached answer
-        async with svc.pool.acquire() as conn:
-            found = await queries.fetch_repositories_referencing(conn, image_id)
-    referencing = [repo for repo, _ in found]
-    declared_in = {repo.name for repo, declared in found if declared}
-    if caller.via_token:
-        allowed = {a for g in caller.grants for a in TOKEN_ALLOWS[g.access]}
-        if action not in allowed:
-            raise AccessDenied(f"Token does not grant {action.value} access")
-        if action is Action.READ:
-            token_repos = {g.repository for g in caller.grants}
-            if token_repos & {r.name for r in referencing} or any(r.is_public for r in referencing):
-                return caller
-            raise AccessDenied("Image is not part of the token's repository")
-        writable = {g.repository for g in caller.grants if action in TOKEN_ALLOWS[g.access]}
-        if writable & declared_in:
-            return caller
-        raise ImageNotDeclared()
-    relevant = (
-        referencing if action is Action.READ else [r for r in referencing if r.name in declared_in]
-    )
-    if any(may(caller.identity, r.name, r.is_public, action, svc.settings) for r in relevant):
-        return caller
-    raise _refuse(caller, f"No {action.value} access to this image")

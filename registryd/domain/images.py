@@ -13,11 +13,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from registryd import jsonbody
+from registryd.auth.image_access import ImageAccess, may_reuse
 from registryd.db import queries
-from registryd.db.queries import ImageRow
+from registryd.db.queries import Conn, ImageRow
 from registryd.digest import Digest, Sha256, payload_checksum_hasher
 from registryd.domain.services import Services
 from registryd.errors import (
+    AncestryInvalid,
     BlobUnknown,
     ChecksumAlreadySet,
     ChecksumMismatch,
@@ -29,11 +31,15 @@ from registryd.errors import (
     ImageJsonInvalid,
     ImageUnknown,
     LayerNotUploaded,
+    ParentIncomplete,
     ParentUnknown,
     TarsumUnverifiable,
 )
 from registryd.names import ImageId, parse_image_id
 from registryd.storage.base import BlobWriter, OpenBlob
+
+# docker's own limit on layers in an image (and what its graph drivers could mount).
+MAX_ANCESTRY_DEPTH = 127
 
 
 def parse_image_json(image_id: ImageId, body: bytes) -> ImageId | None:
@@ -62,19 +68,43 @@ def parse_image_json(image_id: ImageId, body: bytes) -> ImageId | None:
     return parent_id
 
 
-async def put_image_json(svc: Services, image_id: ImageId, body: bytes) -> None:
+async def _ancestry(
+    conn: Conn, access: ImageAccess, image_id: ImageId, parent_id: ImageId | None
+) -> list[ImageId]:
+    """``[image_id, parent, grand-parent, ...]``; raise if the parent cannot be built on.
+
+    The parent must be complete, so its own ancestry can no longer change and
+    no chain of uploads can loop back on itself; one the caller may not read
+    is as good as unknown (its id must not leak its existence or its layers).
+    """
+    if parent_id is None:
+        return [image_id]
+    parent = await queries.fetch_image(conn, parent_id)
+    if parent is None or not await may_reuse(conn, access, parent_id):
+        raise ParentUnknown()
+    if not parent.is_complete:
+        raise ParentIncomplete()
+    if image_id in parent.ancestry:
+        raise AncestryInvalid("Image ancestry contains a cycle")
+    if len(parent.ancestry) >= MAX_ANCESTRY_DEPTH:
+        raise AncestryInvalid(f"Image ancestry is deeper than {MAX_ANCESTRY_DEPTH} layers")
+    return [image_id, *parent.ancestry]
+
+
+async def put_image_json(
+    svc: Services, image_id: ImageId, body: bytes, access: ImageAccess
+) -> None:
     """Store the raw JSON of a new or still-uploading image (resetting its layer).
 
-    Raises ImageJsonInvalid, ParentUnknown, or ImageAlreadyExists.
+    Raises ImageJsonInvalid, ParentUnknown, ParentIncomplete, AncestryInvalid,
+    or ImageAlreadyExists (first, so that docker skips an image it re-sends).
     """
     parent_id = parse_image_json(image_id, body)
     async with svc.pool.acquire() as conn, conn.transaction():
-        ancestry = [image_id]
-        if parent_id is not None:
-            parent = await queries.fetch_image(conn, parent_id)
-            if parent is None:
-                raise ParentUnknown()
-            ancestry += parent.ancestry
+        existing = await queries.fetch_image(conn, image_id)
+        if existing is not None and existing.is_complete:
+            raise ImageAlreadyExists()
+        ancestry = await _ancestry(conn, access, image_id, parent_id)
         generation = await queries.upsert_uploading_image(conn, image_id, body, parent_id, ancestry)
     if generation is None:
         raise ImageAlreadyExists()

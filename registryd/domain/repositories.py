@@ -7,11 +7,19 @@ from typing import Any
 
 from registryd import jsonbody
 from registryd.auth.identity import Identity
+from registryd.auth.image_access import ImageAccess, may_reuse
+from registryd.db import image_owner_queries as owners
 from registryd.db import queries
-from registryd.db.queries import RepositoryRow
+from registryd.db.queries import Conn, RepositoryRow
 from registryd.domain.services import Services
-from registryd.errors import ImageIdInvalid, RepositoryUnknown, RequestInvalid
-from registryd.names import LIBRARY_NAMESPACE, RepositoryName, parse_image_id
+from registryd.errors import (
+    AccessDenied,
+    ImageHeldElsewhere,
+    ImageIdInvalid,
+    RepositoryUnknown,
+    RequestInvalid,
+)
+from registryd.names import LIBRARY_NAMESPACE, ImageId, RepositoryName, parse_image_id
 
 SEARCH_DEFAULT_PAGE_SIZE = 25
 SEARCH_MAX_PAGE_SIZE = 100
@@ -46,14 +54,54 @@ def parse_image_list(body: bytes) -> list[tuple[str, str | None]]:
     return images
 
 
-async def declare(svc: Services, name: RepositoryName, body: bytes, creator: Identity) -> None:
+async def _admit(
+    conn: Conn, repo: RepositoryRow, images: list[tuple[str, str | None]], access: ImageAccess
+) -> None:
+    """Refuse images the caller may not put in ``repo``; hold the ones still to upload.
+
+    A complete image must be readable by the caller (else declaring it would make
+    another repository's private image readable here). An image not complete, or
+    not yet pushed at all, is held for ``repo``: from now on only writers of the
+    repository holding it may upload it (docker declares ids before uploading them,
+    and the declared list of a public repository is readable by anyone).
+    """
+    if access.settings.auth_mode == "none":
+        return
+    # Sorted: concurrent declarations then claim ids in one order and cannot deadlock.
+    ids = sorted({ImageId(image_id) for image_id, _ in images})
+    complete = await owners.fetch_complete_images(conn, ids)
+    pending = [i for i in ids if i not in complete]
+    if pending:
+        await owners.claim_image_owners(conn, pending, repo.name)
+        held = await owners.fetch_image_owners(conn, pending)
+        elsewhere = [i for i in pending if i in held and held[i] != repo.name]
+        movable = [i for i in elsewhere if access.may_write(held[i])]
+        if movable:  # the caller may write both repositories: the upload moves here
+            await owners.move_image_owners(conn, movable, repo.name)
+        refused = [i for i in elsewhere if i not in movable]
+        if refused:
+            completed = await owners.fetch_complete_images(conn, refused)  # meanwhile?
+            for image_id in refused:
+                if image_id not in completed:
+                    raise ImageHeldElsewhere(image_id)
+            complete |= completed
+    if complete:
+        here = await owners.fetch_referenced_in(conn, repo.repository_id, sorted(complete))
+        for image_id in sorted(complete - here):
+            if not await may_reuse(conn, access, image_id, repo.name):
+                raise AccessDenied(f"Image {image_id} is in no repository you may read")
+
+
+async def declare(svc: Services, name: RepositoryName, body: bytes, access: ImageAccess) -> None:
     """PUT /v1/repositories/<name>/: create the repository if needed and add the images."""
     images = parse_image_list(body)
+    creator = access.caller.identity
     async with svc.pool.acquire() as conn, conn.transaction():
         user = await queries.fetch_user(conn, creator.username) if creator.username else None
         repo = await queries.insert_repository(conn, name, user.user_id if user else None)
         if repo is None:
             repo = await queries.ensure_repository(conn, name)
+        await _admit(conn, repo, images, access)
         await queries.declare_images(conn, repo.repository_id, images)
 
 
@@ -65,11 +113,26 @@ async def fetch(svc: Services, name: RepositoryName) -> RepositoryRow:
     return repo
 
 
-async def add_images(svc: Services, name: RepositoryName, body: bytes) -> None:
+async def publicly_readable(svc: Services, name: RepositoryName) -> bool:
+    """Whether anyone at all may read the repository, so shared caches may keep its content."""
+    if svc.settings.auth_mode == "none":
+        return True
+    if not svc.settings.anonymous_pull:
+        return False
+    if svc.access is not None:  # the per-process cache of access facts, when it is on
+        repo = await svc.access.repository(name)
+    else:
+        async with svc.pool.acquire() as conn:
+            repo = await queries.fetch_repository(conn, name)
+    return repo is not None and repo.is_public
+
+
+async def add_images(svc: Services, name: RepositoryName, body: bytes, access: ImageAccess) -> None:
     """PUT /v1/repositories/<name>/images: merge ids and checksums; the list never shrinks."""
     images = parse_image_list(body)
     repo = await fetch(svc, name)
-    async with svc.pool.acquire() as conn:
+    async with svc.pool.acquire() as conn, conn.transaction():
+        await _admit(conn, repo, images, access)
         await queries.declare_images(conn, repo.repository_id, images)
 
 
@@ -116,6 +179,8 @@ def _int_param(params: dict[str, str], key: str, default: int) -> int:
 async def search(svc: Services, params: dict[str, str], viewer: Identity) -> dict[str, Any]:
     """GET /v1/search (§5.15): a page of the repositories matching ``q`` the viewer may see."""
     term = params.get("q", "")
+    if not jsonbody.storable_text(term):
+        raise RequestInvalid("Query parameter q must not contain NUL")
     page_size = min(max(_int_param(params, "n", SEARCH_DEFAULT_PAGE_SIZE), 1), SEARCH_MAX_PAGE_SIZE)
     page = min(max(_int_param(params, "page", 1), 1), 1_000_000)
     everything = svc.settings.auth_mode == "none" or viewer.is_admin

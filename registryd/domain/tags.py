@@ -7,9 +7,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from registryd import jsonbody
+from registryd.auth.image_access import ImageAccess, may_reuse
 from registryd.db import queries
 from registryd.domain.services import Services
 from registryd.errors import (
+    AccessDenied,
     ImageBeingUploaded,
     ImageIdInvalid,
     ImageUnknown,
@@ -34,7 +36,8 @@ def tag_metadata(user_agent: str) -> dict[str, Any]:
     """The per-tag metadata docker-registry kept: last update and the client's versions."""
     meta: dict[str, Any] = {v: None for v in _USER_AGENT_KEYS.values()}
     for key, value in _USER_AGENT_PART_RE.findall(user_agent):
-        if key in _USER_AGENT_KEYS:
+        # Header bytes that are not UTF-8 arrive as lone surrogates, which jsonb refuses.
+        if key in _USER_AGENT_KEYS and jsonbody.storable_text(value):
             meta[_USER_AGENT_KEYS[key]] = value
     meta["last_update"] = int(datetime.now(UTC).timestamp())
     return meta
@@ -71,11 +74,16 @@ async def get_tag(svc: Services, name: RepositoryName, tag: str) -> ImageId:
 
 
 async def put_tag(
-    svc: Services, name: RepositoryName, tag: str, body: bytes, user_agent: str
+    svc: Services,
+    name: RepositoryName,
+    tag: str,
+    body: bytes,
+    user_agent: str,
+    access: ImageAccess,
 ) -> None:
-    """Point ``tag`` at a complete image, creating the repository if needed.
+    """Point ``tag`` at a complete image the caller may read, creating the repository if needed.
 
-    Raises TagBodyInvalid, ImageUnknown, ImageBeingUploaded.
+    Raises TagBodyInvalid, ImageUnknown, ImageBeingUploaded, AccessDenied.
     """
     try:
         image_id = parse_image_id(parse_tag_body(body))
@@ -87,6 +95,9 @@ async def put_tag(
             raise ImageUnknown()
         if not image.is_complete:
             raise ImageBeingUploaded()
+        if not await may_reuse(conn, access, image_id, name):
+            # Else tagging would make another repository's private image readable here.
+            raise AccessDenied(f"Image {image_id} is in no repository you may read")
         repo = await queries.ensure_repository(conn, name)
         await queries.upsert_v1_tag(
             conn, repo.repository_id, tag, image_id, tag_metadata(user_agent)

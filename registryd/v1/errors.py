@@ -31,6 +31,18 @@ TABLE: dict[type[e.RegistryError], tuple[int, _Message]] = {
         "X-Docker-Checksum-Payload not set. If you are using the Docker daemon, "
         "you should upgrade to version 0.10 or later",
     ),
+    e.ChecksumInvalid: (400, "Invalid checksum"),
+    e.ParentIncomplete: (400, "Parent image is being uploaded, retry later"),
+    e.AncestryInvalid: (400, lambda x: x.reason if isinstance(x, e.AncestryInvalid) else ""),
+    e.ImageHeldElsewhere: (
+        409,
+        lambda x: (
+            f"Image {x.image_id} is being uploaded to another repository; "
+            "retry once that upload is complete"
+            if isinstance(x, e.ImageHeldElsewhere)
+            else ""
+        ),
+    ),
     e.BlobUnknown: (404, "Layer not found"),
     e.RepositoryNameInvalid: (
         400,
@@ -64,6 +76,7 @@ TABLE: dict[type[e.RegistryError], tuple[int, _Message]] = {
     e.DatabaseUnavailable: (503, "Database unavailable, retry later"),
     e.ServerBusy: (503, lambda x: x.reason if isinstance(x, e.ServerBusy) else ""),
     e.TooManyRequests: (429, lambda x: x.reason if isinstance(x, e.TooManyRequests) else ""),
+    e.HostInvalid: (400, "Invalid Host header: expected host[:port]"),
 }
 
 # Errors whose body is the bare message as a JSON string instead of {"error": ...}.

@@ -7,6 +7,7 @@ import time
 from aiohttp import web
 
 from registryd.auth.credentials import Caller, resolve_caller
+from registryd.auth.image_access import ImageAccess
 from registryd.auth.policy import Action, authorize, listing_viewer, may_issue_v1_token
 from registryd.auth.tokens import Grant, issue_token
 from registryd.domain import repositories
@@ -16,6 +17,7 @@ from registryd.errors import (
     RepositoryUnknown,
     Unauthenticated,
 )
+from registryd.http.hosts import external_host
 from registryd.http.streaming import read_body
 from registryd.keys import SERVICES
 from registryd.names import RepositoryName
@@ -28,7 +30,7 @@ def index_headers(
 ) -> dict[str, str]:
     """X-Docker-Endpoints always; a token for ``access`` when the client asked for one."""
     svc = request.app[SERVICES]
-    headers = {**NO_CACHE, "X-Docker-Endpoints": svc.settings.public_host or request.host}
+    headers = {**NO_CACHE, "X-Docker-Endpoints": external_host(request, svc.settings)}
     wants_token = request.headers.get("X-Docker-Token", "").lower() == "true"
     if wants_token and may_issue_v1_token(caller, name, access):
         grant = Grant(
@@ -46,27 +48,30 @@ def index_headers(
 async def put_repository(request: web.Request) -> web.Response:
     name = repository_in_path(request, reading=False)
     caller = await authorize(request, Action.WRITE, name)
+    headers = index_headers(request, caller, name, "write")  # a bad Host fails before writing
     svc = request.app[SERVICES]
     body = await read_body(request, svc.settings.max_json_bytes)
-    await repositories.declare(svc, name, body, caller.identity)
-    return json_response(True, headers=index_headers(request, caller, name, "write"))
+    await repositories.declare(svc, name, body, ImageAccess(caller, svc.settings))
+    return json_response(True, headers=headers)
 
 
 async def delete_repository(request: web.Request) -> web.Response:
     name = repository_in_path(request, reading=True)
     caller = await authorize(request, Action.DELETE, name)
+    headers = index_headers(request, caller, name, "delete")
     await repositories.delete(request.app[SERVICES], name)
-    return json_response(True, headers=index_headers(request, caller, name, "delete"))
+    return json_response(True, headers=headers)
 
 
 async def put_repository_images(request: web.Request) -> web.Response:
     name = repository_in_path(request, reading=True)
     caller = await authorize(request, Action.WRITE, name)
+    headers = index_headers(request, caller, name, "write")
     svc = request.app[SERVICES]
     body = await read_body(request, svc.settings.max_json_bytes)
-    await repositories.add_images(svc, name, body)
+    await repositories.add_images(svc, name, body, ImageAccess(caller, svc.settings))
     # docker fails the push on anything but exactly 204 (v1 spec §5.10).
-    return web.Response(status=204, headers=index_headers(request, caller, name, "write"))
+    return web.Response(status=204, headers=headers)
 
 
 async def get_repository_images(request: web.Request) -> web.Response:

@@ -21,19 +21,23 @@ def _expires(second: int) -> str:
     return format_datetime(datetime.fromtimestamp(second, UTC) + _ONE_YEAR, usegmt=True)
 
 
-def immutable_headers() -> dict[str, str]:
-    """Headers for reads of complete images, which never change."""
+def immutable_headers(public: bool) -> dict[str, str]:
+    """Headers for reads of complete images, which never change.
+
+    Only what anyone may read is marked ``public``: content behind credentials
+    must never be handed out by a shared cache to someone else.
+    """
     return {
-        "Cache-Control": "public, max-age=31536000",
+        "Cache-Control": ("public" if public else "private") + ", max-age=31536000",
         "Expires": _expires(int(time.time())),
         "Last-Modified": "Thu, 01 Jan 1970 00:00:00 GMT",
     }
 
 
-def not_modified(request: web.Request) -> web.Response | None:
+def not_modified(request: web.Request, public: bool) -> web.Response | None:
     """304 for any conditional read of immutable content, as the v1 registries did."""
     if "If-Modified-Since" in request.headers or "If-None-Match" in request.headers:
-        return web.Response(status=304, headers=immutable_headers())
+        return web.Response(status=304, headers=immutable_headers(public))
     return None
 
 

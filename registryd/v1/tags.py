@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from registryd.auth.image_access import ImageAccess
 from registryd.auth.policy import Action, authorize
 from registryd.domain import tags
 from registryd.http.streaming import read_body
@@ -31,11 +32,11 @@ async def get_tag(request: web.Request) -> web.Response:
 async def put_tag(request: web.Request) -> web.Response:
     name = repository_in_path(request, reading=False)
     tag = tag_in_path(request, reading=False)
-    await authorize(request, Action.WRITE, name)
+    caller = await authorize(request, Action.WRITE, name)
+    svc = request.app[SERVICES]
     body = await read_body(request, MAX_TAG_BODY_BYTES)
-    await tags.put_tag(
-        request.app[SERVICES], name, tag, body, request.headers.get("User-Agent", "")
-    )
+    user_agent = request.headers.get("User-Agent", "")
+    await tags.put_tag(svc, name, tag, body, user_agent, ImageAccess(caller, svc.settings))
     return json_response(True)
 
 

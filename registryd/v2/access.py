@@ -16,6 +16,7 @@ from registryd.auth.bearer import SERVICE
 from registryd.auth.credentials import CALLER, Caller, resolve_caller
 from registryd.auth.policy import Action
 from registryd.errors import AccessDenied, AuthChallenge, RegistryError, Unauthenticated
+from registryd.http.hosts import external_host
 from registryd.keys import SERVICES
 from registryd.names import RepositoryName
 
@@ -29,8 +30,7 @@ def scope(name: RepositoryName, action: Action) -> str:
 
 def challenge_header(request: web.Request, challenge: AuthChallenge) -> str:
     """``WWW-Authenticate: Bearer realm=…,service=…[,scope=…][,error=…]``."""
-    settings = request.app[SERVICES].settings
-    host = settings.public_host or request.host
+    host = external_host(request, request.app[SERVICES].settings)
     parts = [f'realm="{request.scheme}://{host}{TOKEN_PATH}"', f'service="{SERVICE}"']
     if challenge.scope is not None:
         parts.append(f'scope="{challenge.scope}"')

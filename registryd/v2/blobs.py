@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from registryd.auth.policy import Action
-from registryd.domain import blobs
+from registryd.domain import blobs, repositories
 from registryd.http.streaming import send_blob
 from registryd.keys import SERVICES
 from registryd.v2.access import authorize
@@ -16,12 +16,15 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
     name = repository_name(request)
     digest = path_digest(request)
     await authorize(request, Action.READ, name)
-    blob = await blobs.open_blob(request.app[SERVICES], name, digest)
+    svc = request.app[SERVICES]
+    blob = await blobs.open_blob(svc, name, digest)
+    public = await repositories.publicly_readable(svc, name)
     headers = {
         "Docker-Content-Digest": str(digest),
         "ETag": f'"{digest}"',
-        # Content-addressed: the bytes at this URL never change.
-        "Cache-Control": "max-age=31536000",
+        # Content-addressed: the bytes at this URL never change. Shared caches
+        # must not hand content behind credentials to others.
+        "Cache-Control": "max-age=31536000" if public else "private, max-age=31536000",
     }
     return await send_blob(
         request, blob, headers, zero_copy=request.app[SERVICES].settings.sendfile

@@ -107,6 +107,8 @@ TABLE: dict[type[e.RegistryError], tuple[int, str, str, _Detail]] = {
         "invalid number of results requested",
         lambda x: {"n": x.text},
     ),
+    e.RequestInvalid: (400, "UNSUPPORTED", "invalid request", _reason),
+    e.HostInvalid: (400, "UNSUPPORTED", "invalid Host header: expected host[:port]", _none),
     e.AccessDenied: (403, "DENIED", "requested access to the resource is denied", _reason),
     e.Unauthenticated: (401, "UNAUTHORIZED", "authentication required", _reason),
     e.AuthChallenge: (401, "UNAUTHORIZED", "authentication required", _reason),
@@ -152,7 +154,10 @@ def _extra_headers(request: web.Request, exc: e.RegistryError) -> dict[str, str]
 def render(request: web.Request, exc: e.RegistryError | web.HTTPException) -> web.Response:
     """The v2 response for ``exc``; an unmapped domain error is a programming error (500)."""
     if isinstance(exc, e.AuthChallenge):
-        header = {"WWW-Authenticate": challenge_header(request, exc)}
+        try:
+            header = {"WWW-Authenticate": challenge_header(request, exc)}
+        except e.HostInvalid as bad_host:
+            return render(request, bad_host)
         return error_response(401, "UNAUTHORIZED", "authentication required", exc.reason, header)
     if isinstance(exc, web.HTTPException):
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None

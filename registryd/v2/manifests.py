@@ -7,7 +7,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from registryd.auth.policy import Action
-from registryd.domain import manifests
+from registryd.domain import manifests, repositories
 from registryd.errors import DigestInvalid, ManifestUnknown, TagNameInvalid
 from registryd.http.streaming import read_body
 from registryd.keys import SERVICES
@@ -33,9 +33,12 @@ async def get_manifest(request: web.Request) -> web.Response:
     name = repository_name(request)
     reference = _readable_reference(request.match_info["reference"])
     await authorize(request, Action.READ, name)
-    manifest = await manifests.get_manifest(request.app[SERVICES], name, reference)
+    svc = request.app[SERVICES]
+    manifest = await manifests.get_manifest(svc, name, reference)
     etag = f'"{manifest.digest}"'
     headers = {"Docker-Content-Digest": str(manifest.digest), "ETag": etag}
+    if not await repositories.publicly_readable(svc, name):
+        headers["Cache-Control"] = "private"  # never kept by shared caches
     if etag in request.headers.get("If-None-Match", ""):
         return web.Response(status=304, headers=headers)
     # Content-Type decides the client's parser: exactly the stored media type.

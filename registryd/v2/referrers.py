@@ -13,6 +13,8 @@ from aiohttp import web
 
 from registryd.auth.policy import Action
 from registryd.domain import manifests
+from registryd.errors import RequestInvalid
+from registryd.jsonbody import storable_text
 from registryd.keys import SERVICES
 from registryd.v2.access import authorize
 from registryd.v2.urls import path_digest, repository_name
@@ -22,6 +24,8 @@ async def get_referrers(request: web.Request) -> web.Response:
     name = repository_name(request)
     subject = path_digest(request)
     artifact_type = request.query.get("artifactType") or None
+    if artifact_type is not None and not storable_text(artifact_type):
+        raise RequestInvalid("artifactType must not contain NUL")
     await authorize(request, Action.READ, name)
     rows = await manifests.list_referrers(request.app[SERVICES], name, subject, artifact_type)
     descriptors: list[dict[str, Any]] = []

@@ -8,6 +8,8 @@ from aiohttp import web
 from registryd.auth.policy import Action, may_list
 from registryd.db.queries import RepositoryRow
 from registryd.domain import manifests
+from registryd.errors import RepositoryNameInvalid, TagNameInvalid
+from registryd.jsonbody import storable_text
 from registryd.keys import SERVICES
 from registryd.v2.access import authenticate, authorize
 from registryd.v2.urls import next_link, repository_name
@@ -27,6 +29,8 @@ async def get_tags(request: web.Request) -> web.Response:
     name = repository_name(request)
     n = manifests.parse_page_size(request.query.get("n"), MAX_PAGE)
     last = request.query.get("last") or None
+    if last is not None and not storable_text(last):
+        raise TagNameInvalid(last)  # no tag holds NUL; the database could not compare it
     await authorize(request, Action.READ, name)
     limit = MAX_PAGE if n is None else n
     page = await manifests.list_tags(request.app[SERVICES], name, last, limit)
@@ -39,6 +43,8 @@ async def get_tags(request: web.Request) -> web.Response:
 async def get_catalog(request: web.Request) -> web.Response:
     n = manifests.parse_page_size(request.query.get("n"), MAX_PAGE)
     last = request.query.get("last") or None
+    if last is not None and not storable_text(last):
+        raise RepositoryNameInvalid(last, "last must be a repository name")
     caller = await authenticate(request)
     settings = request.app[SERVICES].settings
 

@@ -7,6 +7,9 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 
+from registryd.auth.credentials import Caller
+from registryd.auth.identity import ANONYMOUS
+from registryd.auth.image_access import ImageAccess
 from registryd.config import Settings
 from registryd.db.pool import create_pool
 from registryd.domain import images
@@ -30,7 +33,9 @@ async def test_cancel_after_the_last_byte_keeps_blob_and_image_consistent(
     image = make_image("cancelled", LAYER)
     image_id = parse_image_id(image.image_id)
     try:
-        await images.put_image_json(svc, image_id, image.json)
+        await images.put_image_json(
+            svc, image_id, image.json, ImageAccess(Caller(ANONYMOUS), settings)
+        )
         body_done = asyncio.Event()
 
         async def body() -> AsyncIterator[bytes]:
