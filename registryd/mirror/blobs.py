@@ -111,29 +111,34 @@ async def get_blob(
         mirror.metrics.hits.labels(name, "blob").inc()
         return await send_blob(request, held, _headers(digest), zero_copy=svc.settings.sendfile)
     download = mirror.downloads.get(digest)
-    if download is not None and download.target.local != target.local:
-        # Stored under another repository's name: this one must hold it upstream too.
-        await _confirm_upstream(mirror, target, digest)
-    if download is None and await svc.storage.stat(digest) is not None:
+    stored = await svc.storage.stat(digest) if download is None else None
+    if stored is not None:
         # Another repository cached it: link it here once the upstream confirms this
         # repository has it (a digest alone must not open someone else's blob).
         await _confirm_upstream(mirror, target, digest)
         if (held := await _open_stored(mirror, digest)) is not None:
-            await _link(mirror, target.local, digest, None)
+            await _link(mirror, target.local, digest, stored)
             mirror.metrics.hits.labels(name, "blob").inc()
             return await send_blob(request, held, _headers(digest), zero_copy=svc.settings.sendfile)
     if request.method == "HEAD" and download is None:
         # A HEAD does not start a download: the upstream's answer is enough.
         length = await _confirm_upstream(mirror, target, digest)
         headers = {**_headers(digest), "Accept-Ranges": "bytes"}
-        response = web.Response(status=200, headers=headers)
+        response = web.StreamResponse(status=200, headers=headers)
         response.content_type = "application/octet-stream"
         if length is not None:
             response.content_length = length
+        await response.prepare(request)
+        await response.write_eof()
         return response
+    # Looked up again with no await before the start: one download per digest.
+    download = mirror.downloads.get(digest)
     if download is None:
         download = _start(mirror, target, digest)
     else:
+        if download.target.local != target.local:
+            # Coming for another repository: this one must hold it upstream too.
+            await _confirm_upstream(mirror, target, digest)
         mirror.metrics.coalesced.labels(name).inc()
     return await _follow(request, mirror, download)
 
@@ -174,7 +179,6 @@ async def _download(mirror: Mirror, download: Download) -> None:
     """Run one download to its end; its outcome is on ``download`` for the followers."""
     target, digest = download.target, download.digest
     name = target.upstream.namespace
-    mirror.metrics.misses.labels(name, "blob").inc()
     mirror.metrics.downloads_in_progress.inc()
     started = time.monotonic()
     lock: asyncpg.Connection | None = None
@@ -254,6 +258,7 @@ async def _fetch(mirror: Mirror, download: Download) -> None:
     if isinstance(storage, FilesystemBackend):
         download.path = paths.upload_session_path(storage.root, key)
     hasher = Hasher(digest.algorithm)
+    mirror.metrics.misses.labels(name, "blob").inc()
     try:
         async with client.request("GET", f"/v2/{target.path}/blobs/{digest}", target.path) as resp:
             client.check(resp, BlobUnknown(str(digest)))
@@ -338,6 +343,13 @@ async def _follow(request: web.Request, mirror: Mirror, download: Download) -> w
             if not data:
                 _abort(request, target, download)
                 return response
+            if position + len(data) == size:
+                # The blob's last bytes go out only once its digest is verified and it
+                # is committed: a client never completes a body with wrong bytes.
+                await download.wait_for(lambda: download.over)
+                if not download.committed:
+                    _abort(request, target, download)
+                    return response
             try:
                 await response.write(data)
             except ConnectionError:

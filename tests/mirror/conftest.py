@@ -78,8 +78,9 @@ class UpstreamRegistry:
             client = V2Client(http, {"Authorization": basic(ADMIN, ADMIN_PASSWORD)})
             return await client.push_image(name, tag, layers)
 
-    async def push_raw(self, name: str, tag: str, blobs: list[bytes], manifest: bytes,
-                       media_type: str) -> None:
+    async def push_raw(
+        self, name: str, tag: str, blobs: list[bytes], manifest: bytes, media_type: str
+    ) -> None:
         async with aiohttp.ClientSession(base_url=self.server.url) as http:
             client = V2Client(http, {"Authorization": basic(ADMIN, ADMIN_PASSWORD)})
             for blob in blobs:
@@ -105,9 +106,7 @@ StartUpstream = Callable[..., UpstreamRegistry]
 
 
 @pytest.fixture
-def start_upstream(
-    launcher: Launcher, tmp_path: Path, upstream_database_url: str
-) -> StartUpstream:
+def start_upstream(launcher: Launcher, tmp_path: Path, upstream_database_url: str) -> StartUpstream:
     def start(**extra: str) -> UpstreamRegistry:
         env = {
             "REGISTRYD_AUTH_MODE": "token",
@@ -140,9 +139,7 @@ StartMirror = Callable[..., Awaitable[Client]]
 
 
 @pytest.fixture
-def start_mirror(
-    tmp_path: Path, database_url: str, aiohttp_client: AiohttpClient
-) -> StartMirror:
+def start_mirror(tmp_path: Path, database_url: str, aiohttp_client: AiohttpClient) -> StartMirror:
     """The mirror app on a real socket; ``upstreams`` as in the config file."""
 
     async def start(*upstreams: Upstream, **overrides: Any) -> Client:

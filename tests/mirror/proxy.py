@@ -8,6 +8,7 @@ networks do: refuse everything (``down``) or cut a blob body after some bytes
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -24,6 +25,8 @@ class Proxy:
     requests: Counter[tuple[str, str]] = field(default_factory=Counter)
     down: bool = False
     cut_blobs_after: int | None = None
+    # A slow link for blob bodies: this pause after every 64 KiB.
+    chunk_delay_seconds: float = 0.0
     server: TestServer | None = None
     _session: aiohttp.ClientSession | None = None
 
@@ -84,5 +87,7 @@ class Proxy:
                     return response
                 await response.write(chunk)
                 sent += len(chunk)
+                if self.chunk_delay_seconds and "/blobs/" in request.path:
+                    await asyncio.sleep(self.chunk_delay_seconds)
             await response.write_eof()
             return response
