@@ -96,10 +96,11 @@ class UpstreamRegistry:
 
     def restart(self) -> None:
         """Start it again on the same port, data and database."""
-        port = self.server.url.rsplit(":", 1)[1]
-        self.server = self.launcher.start(
-            self.data_dir, self.database_url, env={**self.env, "REGISTRYD_PORT": port}
-        )
+        url = self.server.url
+        env = {**self.env, "REGISTRYD_PORT": url.rsplit(":", 1)[1]}
+        self.server = self.launcher.start(self.data_dir, self.database_url, env=env, wait=False)
+        self.server.url = url
+        Launcher.wait_ready(self.server)
 
 
 StartUpstream = Callable[..., UpstreamRegistry]

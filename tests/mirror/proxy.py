@@ -27,6 +27,8 @@ class Proxy:
     cut_blobs_after: int | None = None
     # A slow link for blob bodies: this pause after every 64 KiB.
     chunk_delay_seconds: float = 0.0
+    # Accept requests and never answer them.
+    stall: bool = False
     server: TestServer | None = None
     _session: aiohttp.ClientSession | None = None
 
@@ -55,11 +57,22 @@ class Proxy:
             await self._session.close()
 
     async def _forward(self, request: web.Request) -> web.StreamResponse:
+        try:
+            return await self._forward_once(request)
+        except aiohttp.ClientError:
+            # The upstream is gone (refused, or died mid-body): so is this connection.
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response(status=502)
+
+    async def _forward_once(self, request: web.Request) -> web.StreamResponse:
         if self.down:
             assert request.transport is not None
             request.transport.close()  # as if nothing listened
             return web.Response(status=502)
         self.requests[(request.method, request.path)] += 1
+        if self.stall:
+            await asyncio.sleep(3600)
         assert self._session is not None
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
         headers["Host"] = request.host
