@@ -9,6 +9,7 @@ import os
 import time
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import pytest
 
@@ -127,7 +128,7 @@ async def test_upstream_killed_mid_blob_commits_nothing_and_recovers(
             assert resp.status == 200
             try:
                 return await resp.read()
-            except Exception:
+            except aiohttp.ClientPayloadError:
                 return None
 
     client = asyncio.create_task(read_all())
