@@ -66,6 +66,7 @@ _UPSTREAM_KEYS = frozenset(
         "connect_timeout_seconds",
         "read_timeout_seconds",
         "library_prefix",
+        "serve_unprefixed",
     }
 )
 
@@ -86,6 +87,9 @@ class Upstream:
     read_timeout_seconds: float = 60.0
     # One-segment names map to "library/<name>" (Docker Hub); default: by the URL's host.
     library_prefix: bool = False
+    # Names without a namespace prefix or ?ns= that no local repository has are
+    # served from this upstream (docker's registry-mirrors sends such names).
+    serve_unprefixed: bool = False
 
 
 def _upstream_number(table: Mapping[str, Any], key: str, default: float, where: str) -> float:
@@ -140,6 +144,9 @@ def _parse_upstream(table: Any, where: str) -> Upstream:
     library_prefix = table.get("library_prefix", parsed.hostname in _DOCKER_HUB_HOSTS)
     if not isinstance(library_prefix, bool):
         raise ConfigError(f"{where}: library_prefix must be true or false")
+    serve_unprefixed = table.get("serve_unprefixed", False)
+    if not isinstance(serve_unprefixed, bool):
+        raise ConfigError(f"{where}: serve_unprefixed must be true or false")
     return Upstream(
         namespace=namespace,
         url=f"{parsed.scheme}://{parsed.netloc}",
@@ -149,6 +156,7 @@ def _parse_upstream(table: Any, where: str) -> Upstream:
         connect_timeout_seconds=_upstream_number(table, "connect_timeout_seconds", 10.0, where),
         read_timeout_seconds=_upstream_number(table, "read_timeout_seconds", 60.0, where),
         library_prefix=library_prefix,
+        serve_unprefixed=serve_unprefixed,
     )
 
 
@@ -169,6 +177,8 @@ def parse_upstreams(raw: Any, where: str) -> tuple[Upstream, ...]:
     namespaces = [u.namespace for u in upstreams]
     if len(set(namespaces)) != len(namespaces):
         raise ConfigError(f"{where}: two upstreams share a namespace")
+    if sum(u.serve_unprefixed for u in upstreams) > 1:
+        raise ConfigError(f"{where}: at most one upstream may set serve_unprefixed")
     return upstreams
 
 

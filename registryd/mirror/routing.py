@@ -27,25 +27,27 @@ class Target:
     local: RepositoryName
 
 
-def find_target(
-    request: web.Request, upstreams: dict[str, Upstream], name: str | None = None
-) -> Target | None:
+def find_target(request: web.Request, upstreams: dict[str, Upstream]) -> Target | None:
     """The mirrored repository the request's ``<name>`` means, or None for a local one.
 
     Raises RepositoryNameInvalid when the upstream path breaks the name grammar.
     """
-    raw = request.match_info.get("name") if name is None else name
+    raw = request.match_info.get("name")
     if raw is None:
         return None
     ns = request.query.get(NS_PARAMETER)
     upstream = upstreams.get(ns) if ns is not None else None
     if upstream is not None:
-        path = raw
-    else:
-        first, slash, path = raw.partition("/")
-        upstream = upstreams.get(first)
-        if upstream is None or not slash:
-            return None
+        return target_of(upstream, raw)
+    first, slash, path = raw.partition("/")
+    upstream = upstreams.get(first)
+    if upstream is None or not slash:
+        return None
+    return target_of(upstream, path)
+
+
+def target_of(upstream: Upstream, path: str) -> Target:
+    """``path`` of ``upstream``; raise RepositoryNameInvalid."""
     if upstream.library_prefix and "/" not in path:
         path = "library/" + path
     # The grammar of the whole local name covers the upstream path's.

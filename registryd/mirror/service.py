@@ -30,6 +30,7 @@ class Mirror:
         self.svc = svc
         self.metrics = metrics
         self.upstreams = {u.namespace: u for u in svc.settings.upstreams}
+        self.unprefixed = next((u for u in svc.settings.upstreams if u.serve_unprefixed), None)
         self._clients = {u.namespace: UpstreamClient(u) for u in svc.settings.upstreams}
         self._flights: dict[Hashable, asyncio.Task[Any]] = {}
         # Blob downloads in flight in this process, by digest: later requests follow them.

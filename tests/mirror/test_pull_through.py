@@ -10,7 +10,7 @@ from registryd.config import Upstream
 from tests.conftest import Client
 from tests.mirror.conftest import ADMIN, ADMIN_PASSWORD, NAMESPACE, StartMirror, UpstreamRegistry
 from tests.mirror.proxy import Proxy
-from tests.support.v2client import OCI_MANIFEST, sha256
+from tests.support.v2client import OCI_MANIFEST, V2Client, sha256
 
 ACCEPT = {"Accept": OCI_MANIFEST}
 
@@ -127,3 +127,24 @@ async def test_upstream_404_is_404(upstream: UpstreamRegistry, mirror: Client) -
     assert (await resp.json())["errors"][0]["code"] == "BLOB_UNKNOWN"
     resp = await mirror.get(f"/v2/{NAMESPACE}/mirroradmin/nothing/manifests/v1")
     assert resp.status == 404
+
+
+async def test_unprefixed_names_for_docker_registry_mirrors(
+    upstream: UpstreamRegistry, proxy: Proxy, start_mirror: StartMirror
+) -> None:
+    await upstream.push("library/alpine", "3.20", [b"hub layer"])
+    await upstream.push("mirroradmin/shadowed", "v1", [b"upstream's"])
+    mirror = await start_mirror(
+        Upstream(
+            "hub.test", proxy.url, ADMIN, ADMIN_PASSWORD, library_prefix=True, serve_unprefixed=True
+        )
+    )
+    # docker's registry-mirrors request: no prefix, no ?ns=.
+    digest, _ = await pull(mirror, "library/alpine", "3.20")
+    assert (await pull(mirror, "hub.test/library/alpine", "3.20"))[0] == digest
+    assert proxy.count("GET", "/v2/library/alpine/manifests/3.20") == 1
+
+    # A local repository of that name comes first: pushes and pulls stay local.
+    local = await V2Client(mirror).push_image("mirroradmin/shadowed", "v1", [b"local"])
+    assert (await pull(mirror, "mirroradmin/shadowed", "v1"))[1] == local
+    assert proxy.count("GET", "/v2/mirroradmin/shadowed/manifests/v1") == 0
