@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -120,12 +121,20 @@ class UpstreamClient:
                 self._tokens[scope] = token
         return "Bearer " + token.value
 
+    def may_send_credentials(self, realm: str) -> bool:
+        """Our password goes to a token realm over HTTPS, or to the upstream's own host:
+        an upstream must not be able to send it to a plain-HTTP third party."""
+        parts = urlsplit(realm)
+        return parts.scheme == "https" or parts.hostname == urlsplit(self.upstream.url).hostname
+
     async def _fetch_token(self, challenge: Challenge, scope: str) -> _Token:
         query = {"scope": scope}
         if service := challenge.params.get("service"):
             query["service"] = service
         headers = {}
-        if (basic := self._basic()) is not None:
+        if (basic := self._basic()) is not None and self.may_send_credentials(
+            challenge.params["realm"]
+        ):
             headers["Authorization"] = basic
         try:
             async with self._session.get(
