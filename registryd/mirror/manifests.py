@@ -36,7 +36,7 @@ async def get_manifest(mirror: Mirror, target: Target, reference: Reference) -> 
         elif isinstance(reference, Digest):
             cached, age = await queries.fetch_manifest(conn, repo.repository_id, reference), 0.0
         else:
-            found = await mirror_queries.fetch_tagged_manifest_checked(
+            found = await mirror_queries.fetch_tagged_manifest_age(
                 conn, repo.repository_id, reference
             )
             cached, age = found if found is not None else (None, float("inf"))
@@ -68,7 +68,7 @@ async def _refresh(
             async with mirror.svc.pool.acquire() as conn:
                 repo = await queries.fetch_repository(conn, target.local)
                 if repo is not None:
-                    await mirror_queries.mark_tag_checked(conn, repo.repository_id, reference)
+                    await mirror_queries.touch_tag(conn, repo.repository_id, reference)
             mirror.metrics.hits.labels(name, "manifest").inc()
             log.info(
                 "upstream confirmed a cached tag",
@@ -140,8 +140,8 @@ async def _store(
             conn, repo.repository_id, digest, parsed.blobs + parsed.children
         )
         if not isinstance(reference, Digest):
+            # Sets the tag's updated_at: the moment it was confirmed.
             await queries.upsert_v2_tag(conn, repo.repository_id, reference, digest)
-            await mirror_queries.mark_tag_checked(conn, repo.repository_id, reference)
     return ManifestRow(digest=digest, media_type=parsed.media_type, body=body)
 
 
