@@ -208,7 +208,14 @@ async def _download(mirror: Mirror, download: Download) -> None:
         )
     except BaseException as exc:
         download.error = exc
-        if not isinstance(exc, asyncio.CancelledError):
+        if isinstance(exc, BlobUnknown):
+            log.info(
+                "upstream has no such blob",
+                extra={
+                    "fields": {"upstream": name, "repository": target.path, "digest": str(digest)}
+                },
+            )
+        elif not isinstance(exc, asyncio.CancelledError):
             mirror.metrics.upstream_errors.labels(name).inc()
             log.warning(
                 "upstream fetch failed; nothing was stored",
@@ -225,7 +232,8 @@ async def _download(mirror: Mirror, download: Download) -> None:
         if not isinstance(exc, Exception):
             raise
     finally:
-        mirror.downloads.pop(digest, None)
+        if mirror.downloads.get(digest) is download:
+            del mirror.downloads[digest]
         mirror.metrics.downloads_in_progress.dec()
         if lock is not None:
             with contextlib.suppress(Exception):
