@@ -270,6 +270,9 @@ async def _fetch(mirror: Mirror, download: Download) -> None:
     try:
         async with client.request("GET", f"/v2/{target.path}/blobs/{digest}", target.path) as resp:
             client.check(resp, BlobUnknown(str(digest)))
+            limit = mirror.svc.settings.max_layer_bytes
+            if limit and (resp.content_length or 0) > limit:
+                raise UpstreamInvalid(name, f"blob larger than max_layer_bytes ({limit})")
             download.size = resp.content_length
             await download.notify()
             async with await storage.append_upload(key, 0, hasher) as appender:
@@ -280,6 +283,10 @@ async def _fetch(mirror: Mirror, download: Download) -> None:
                         mirror.metrics.upstream_bytes.labels(name).inc(len(chunk))
                         if download.size is not None and download.received > download.size:
                             raise UpstreamInvalid(name, "blob longer than its Content-Length")
+                        if limit and download.received > limit:
+                            raise UpstreamInvalid(
+                                name, f"blob larger than max_layer_bytes ({limit})"
+                            )
                         await download.notify()
                 except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                     raise UpstreamUnavailable(

@@ -12,8 +12,9 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
+from registryd.config import Upstream
 from tests.conftest import Client
-from tests.mirror.conftest import NAMESPACE, UpstreamRegistry
+from tests.mirror.conftest import ADMIN, ADMIN_PASSWORD, NAMESPACE, StartMirror, UpstreamRegistry
 from tests.mirror.proxy import Proxy
 from tests.support.v2client import sha256
 
@@ -167,3 +168,19 @@ async def test_a_digest_alone_opens_no_other_repositorys_blob(
     resp = await mirror.get(f"/v2/{NAMESPACE}/mirroradmin/c/blobs/{digest}")
     assert await resp.read() == secret
     assert proxy.count("GET", f"/v2/mirroradmin/c/blobs/{digest}") == 0
+
+
+async def test_blobs_above_max_layer_bytes_are_refused_and_not_stored(
+    upstream: UpstreamRegistry, proxy: Proxy, start_mirror: StartMirror, tmp_path: Path
+) -> None:
+    mirror = await start_mirror(
+        Upstream(NAMESPACE, proxy.url, ADMIN, ADMIN_PASSWORD), max_layer_bytes=1024 * 1024
+    )
+    layer = os.urandom(2 * 1024 * 1024)
+    await upstream.push("mirroradmin/app", "v1", [layer])
+    digest = sha256(layer)
+    resp = await mirror.get(f"/v2/{NAMESPACE}/mirroradmin/app/blobs/{digest}")
+    assert resp.status == 502
+    error = (await resp.json())["errors"][0]
+    assert "max_layer_bytes" in error["detail"]["reason"]
+    assert not stored_path(tmp_path, digest).exists()
