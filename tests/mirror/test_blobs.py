@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import re
 from pathlib import Path
 
 import aiohttp
 import asyncpg
+import pytest
 
 from registryd.config import Upstream
+from registryd.ops.logs import fields_of
 from tests.conftest import Client
 from tests.mirror.conftest import ADMIN, ADMIN_PASSWORD, NAMESPACE, StartMirror, UpstreamRegistry
 from tests.mirror.proxy import Proxy
@@ -33,7 +36,12 @@ def metric(text: str, name: str) -> float:
 
 
 async def test_sixteen_cold_pulls_of_one_layer_cost_one_upstream_get(
-    upstream: UpstreamRegistry, proxy: Proxy, mirror: Client, tmp_path: Path, db: asyncpg.Connection
+    upstream: UpstreamRegistry,
+    proxy: Proxy,
+    mirror: Client,
+    tmp_path: Path,
+    db: asyncpg.Connection,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     layer = os.urandom(LAYER_BYTES)
     await upstream.push("mirroradmin/big", "v1", [layer])
@@ -49,8 +57,13 @@ async def test_sixteen_cold_pulls_of_one_layer_cost_one_upstream_get(
                 hasher.update(chunk)
         return "sha256:" + hasher.hexdigest()
 
-    results = await asyncio.gather(*(fetch() for _ in range(16)))
+    with caplog.at_level(logging.INFO, logger="registryd.mirror"):
+        results = await asyncio.gather(*(fetch() for _ in range(16)))
     assert results == [digest] * 16
+    # One log line per upstream fetch, with what it fetched.
+    fetches = [r for r in caplog.records if r.getMessage() == "upstream fetch"]
+    assert [fields_of(r)["digest"] for r in fetches] == [digest]
+    assert fields_of(fetches[0])["bytes"] == LAYER_BYTES
     assert proxy.count("GET", f"/v2/mirroradmin/big/blobs/{digest}") == 1
     assert stored_path(tmp_path, digest).read_bytes() == layer
     assert await db.fetchval("SELECT size_bytes FROM blobs WHERE digest = $1", digest) == len(layer)
