@@ -29,6 +29,8 @@ class Proxy:
     chunk_delay_seconds: float = 0.0
     # Accept requests and never answer them.
     stall: bool = False
+    # Set once a blob GET has been forwarded.
+    blob_get_forwarded: asyncio.Event = field(default_factory=asyncio.Event)
     server: TestServer | None = None
     _session: aiohttp.ClientSession | None = None
 
@@ -71,6 +73,8 @@ class Proxy:
             request.transport.close()  # as if nothing listened
             return web.Response(status=502)
         self.requests[(request.method, request.path)] += 1
+        if request.method == "GET" and "/blobs/" in request.path:
+            self.blob_get_forwarded.set()
         if self.stall:
             await asyncio.sleep(3600)
         assert self._session is not None

@@ -132,7 +132,8 @@ async def test_upstream_killed_mid_blob_commits_nothing_and_recovers(
                 return None
 
     client = asyncio.create_task(read_all())
-    await asyncio.sleep(0.4)
+    await proxy.blob_get_forwarded.wait()
+    await asyncio.sleep(0.3)  # some of it has arrived; most has not
     upstream.kill()
     assert await client is None  # the body was cut: the client retries, never keeps it
     await asyncio.sleep(0.2)

@@ -76,7 +76,7 @@ async def test_tag_revalidated_after_ttl_only(
     upstream: UpstreamRegistry, proxy: Proxy, start_mirror: StartMirror
 ) -> None:
     mirror = await start_mirror(
-        Upstream(NAMESPACE, proxy.url, ADMIN, ADMIN_PASSWORD, tag_ttl_seconds=1.5)
+        Upstream(NAMESPACE, proxy.url, ADMIN, ADMIN_PASSWORD, tag_ttl_seconds=3)
     )
     name = f"{NAMESPACE}/mirroradmin/app"
     old_manifest = await upstream.push("mirroradmin/app", "v1", [b"old"])
@@ -89,13 +89,13 @@ async def test_tag_revalidated_after_ttl_only(
     assert (await pull(mirror, name, "v1"))[0] == old
     assert dict(proxy.requests) == before
 
-    await asyncio.sleep(1.6)
+    await asyncio.sleep(3.1)
     assert (await pull(mirror, name, "v1"))[0] == sha256(new_manifest)
     assert proxy.count("HEAD", "/v2/mirroradmin/app/manifests/v1") == 1
     assert proxy.count("GET", "/v2/mirroradmin/app/manifests/v1") == 2
 
     # Past the TTL again, unchanged upstream: a HEAD confirms it, no GET.
-    await asyncio.sleep(1.6)
+    await asyncio.sleep(3.1)
     assert (await pull(mirror, name, "v1"))[0] == sha256(new_manifest)
     assert proxy.count("HEAD", "/v2/mirroradmin/app/manifests/v1") == 2
     assert proxy.count("GET", "/v2/mirroradmin/app/manifests/v1") == 2
