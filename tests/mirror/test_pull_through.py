@@ -10,7 +10,7 @@ from registryd.config import Upstream
 from tests.conftest import Client
 from tests.mirror.conftest import ADMIN, ADMIN_PASSWORD, NAMESPACE, StartMirror, UpstreamRegistry
 from tests.mirror.proxy import Proxy
-from tests.support.v2client import OCI_MANIFEST, V2Client, sha256
+from tests.support.v2client import OCI_INDEX, OCI_MANIFEST, V2Client, sha256
 
 ACCEPT = {"Accept": OCI_MANIFEST}
 
@@ -148,3 +148,34 @@ async def test_unprefixed_names_for_docker_registry_mirrors(
     local = await V2Client(mirror).push_image("mirroradmin/shadowed", "v1", [b"local"])
     assert (await pull(mirror, "mirroradmin/shadowed", "v1"))[1] == local
     assert proxy.count("GET", "/v2/mirroradmin/shadowed/manifests/v1") == 0
+
+
+async def test_an_index_and_its_children_are_fetched_as_asked(
+    upstream: UpstreamRegistry, proxy: Proxy, mirror: Client
+) -> None:
+    child = await upstream.push("mirroradmin/multi", "amd64", [b"amd64 layer"])
+    index = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [
+                {
+                    "mediaType": OCI_MANIFEST,
+                    "digest": sha256(child),
+                    "size": len(child),
+                    "platform": {"architecture": "amd64", "os": "linux"},
+                }
+            ],
+        }
+    ).encode()
+    await upstream.push_raw("mirroradmin/multi", "latest", [], index, OCI_INDEX)
+    name = f"{NAMESPACE}/mirroradmin/multi"
+    resp = await mirror.get(f"/v2/{name}/manifests/latest", headers={"Accept": OCI_INDEX})
+    assert resp.status == 200
+    assert resp.headers["Content-Type"] == OCI_INDEX
+    assert await resp.read() == index
+    assert proxy.count_prefix("GET", "/v2/mirroradmin/multi/manifests/sha256:") == 0  # lazily
+
+    digest, body = await pull(mirror, name, sha256(child))
+    assert body == child
+    assert proxy.count("GET", f"/v2/mirroradmin/multi/manifests/{digest}") == 1
