@@ -21,6 +21,8 @@ from registryd.domain import uploads, users
 from registryd.domain.services import Services
 from registryd.http.middleware import add_request_id_header, error_middleware
 from registryd.keys import LIFECYCLE, METRICS, SERVICES, SETTINGS
+from registryd.mirror.middleware import mirror_middleware
+from registryd.mirror.service import mirror_context
 from registryd.ops import routes as ops_routes
 from registryd.ops.lifecycle import Lifecycle
 from registryd.ops.metrics import Metrics
@@ -143,6 +145,7 @@ def create_app(settings: Settings) -> web.Application:
                 [("/v1/", v1_errors.render), ("/v2", v2_errors.render)],
                 v1_errors.render,
             ),
+            mirror_middleware,
         ],
     )
     app[SETTINGS] = settings
@@ -155,5 +158,6 @@ def create_app(settings: Settings) -> web.Application:
     ops_routes.add_routes(app)
     add_v1_routes(app)
     add_v2_routes(app)
+    app.cleanup_ctx.append(mirror_context)
     mount_ui(app)
     return app

@@ -13,9 +13,10 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 ENV_PREFIX = "REGISTRYD_"
 # Names the TOML file; not a setting itself.
@@ -44,6 +45,141 @@ _LOG_FORMATS = ("auto", "json", "text")
 
 class ConfigError(ValueError):
     """A setting has a value registryd cannot start with."""
+
+
+# A mirrored namespace must be something no account can be named (a username is
+# a namespace its owner writes): a registry's host name such as "docker.io".
+_USERNAME_LIKE_RE = re.compile(r"^[a-z0-9_]{4,30}$")
+_MIRROR_NAMESPACE_RE = re.compile(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$")
+# Hosts that serve Docker Hub, whose one-segment names ("alpine") live in "library/".
+_DOCKER_HUB_HOSTS = frozenset(
+    {"docker.io", "registry-1.docker.io", "index.docker.io", "registry.hub.docker.com"}
+)
+_UPSTREAM_KEYS = frozenset(
+    {
+        "namespace",
+        "url",
+        "username",
+        "password",
+        "password_file",
+        "tag_ttl_seconds",
+        "connect_timeout_seconds",
+        "read_timeout_seconds",
+        "library_prefix",
+        "serve_unprefixed",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """A registry mirrored under a local namespace (pull-through cache)."""
+
+    namespace: str
+    url: str  # scheme://host[:port], no trailing slash
+    username: str | None = None
+    # Never in a repr: settings are logged and printed by ``config check``.
+    password: str | None = field(default=None, repr=False)
+    # A tag's manifest is served from the cache this long before it is revalidated.
+    tag_ttl_seconds: float = 300.0
+    connect_timeout_seconds: float = 10.0
+    # Longest silence while reading an upstream answer (a stalled download fails).
+    read_timeout_seconds: float = 60.0
+    # One-segment names map to "library/<name>" (Docker Hub); default: by the URL's host.
+    library_prefix: bool = False
+    # Names without a namespace prefix or ?ns= that no local repository has are
+    # served from this upstream (docker's registry-mirrors sends such names).
+    serve_unprefixed: bool = False
+
+
+def _upstream_number(table: Mapping[str, Any], key: str, default: float, where: str) -> float:
+    raw = table.get(key, default)
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not 0 < raw < float("inf"):
+        raise ConfigError(f"{where}: {key} must be a positive number of seconds")
+    return float(raw)
+
+
+def _upstream_str(table: Mapping[str, Any], key: str, where: str) -> str | None:
+    raw = table.get(key)
+    if raw is not None and not isinstance(raw, str):
+        raise ConfigError(f"{where}: {key} must be a string")
+    return raw.strip() or None if raw is not None else None
+
+
+def _parse_upstream(table: Any, where: str) -> Upstream:
+    """One ``[[upstreams]]`` table; reads ``password_file`` (start-up only, blocks)."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: must be a table")
+    unknown = sorted(set(table) - _UPSTREAM_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}")
+    namespace = _upstream_str(table, "namespace", where)
+    if namespace is None or _MIRROR_NAMESPACE_RE.fullmatch(namespace) is None:
+        raise ConfigError(f"{where}: namespace must be one path component such as docker.io")
+    if _USERNAME_LIKE_RE.fullmatch(namespace) or namespace == "library":
+        raise ConfigError(
+            f"{where}: namespace {namespace!r} could be an account's; "
+            "use the registry's host name (with a dot), e.g. docker.io"
+        )
+    url = _upstream_str(table, "url", where)
+    parsed = urlsplit(url or "")
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ConfigError(f"{where}: url must be http(s)://host[:port]")
+    if parsed.path.strip("/") or parsed.query or parsed.username:
+        raise ConfigError(f"{where}: url must be http(s)://host[:port] (credentials apart)")
+    username = _upstream_str(table, "username", where)
+    password = table.get("password")
+    if password is not None and not isinstance(password, str):
+        raise ConfigError(f"{where}: password must be a string")
+    password_file = _upstream_str(table, "password_file", where)
+    if password_file is not None:
+        if password is not None:
+            raise ConfigError(f"{where}: set password or password_file, not both")
+        try:
+            password = Path(password_file).expanduser().read_text().rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(f"{where}: password_file: {exc.strerror or exc}") from None
+    if (username is None) != (password is None):
+        raise ConfigError(f"{where}: username and password must be set together")
+    library_prefix = table.get("library_prefix", parsed.hostname in _DOCKER_HUB_HOSTS)
+    if not isinstance(library_prefix, bool):
+        raise ConfigError(f"{where}: library_prefix must be true or false")
+    serve_unprefixed = table.get("serve_unprefixed", False)
+    if not isinstance(serve_unprefixed, bool):
+        raise ConfigError(f"{where}: serve_unprefixed must be true or false")
+    return Upstream(
+        namespace=namespace,
+        url=f"{parsed.scheme}://{parsed.netloc}",
+        username=username,
+        password=password,
+        tag_ttl_seconds=_upstream_number(table, "tag_ttl_seconds", 300.0, where),
+        connect_timeout_seconds=_upstream_number(table, "connect_timeout_seconds", 10.0, where),
+        read_timeout_seconds=_upstream_number(table, "read_timeout_seconds", 60.0, where),
+        library_prefix=library_prefix,
+        serve_unprefixed=serve_unprefixed,
+    )
+
+
+def parse_upstreams(raw: Any, where: str) -> tuple[Upstream, ...]:
+    """The ``upstreams`` list: TOML ``[[upstreams]]`` tables, or (from a variable or
+    flag) the same as an inline TOML array. Raises ConfigError naming ``where``."""
+    if isinstance(raw, str):
+        try:
+            raw = tomllib.loads(f"upstreams = {raw}")["upstreams"] if raw.strip() else []
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{where}: not an inline TOML array of tables: {exc}") from None
+    if not isinstance(raw, list | tuple):
+        raise ConfigError(f"{where}: must be a list of [[upstreams]] tables")
+    upstreams = tuple(
+        item if isinstance(item, Upstream) else _parse_upstream(item, f"{where}[{i}]")
+        for i, item in enumerate(raw)
+    )
+    namespaces = [u.namespace for u in upstreams]
+    if len(set(namespaces)) != len(namespaces):
+        raise ConfigError(f"{where}: two upstreams share a namespace")
+    if sum(u.serve_unprefixed for u in upstreams) > 1:
+        raise ConfigError(f"{where}: at most one upstream may set serve_unprefixed")
+    return upstreams
 
 
 def parse_size_bytes(text: str) -> int:
@@ -241,6 +377,8 @@ class Settings:
     max_uploads_per_user: int = 100
     # /readyz answers 503 while the storage has less free space than this (0: never).
     min_free_bytes: int = 512 * 1024**2
+    # Registries mirrored under local namespaces (pull-through cache), from [[upstreams]].
+    upstreams: tuple[Upstream, ...] = ()
 
     @property
     def storage_root(self) -> Path:
@@ -326,6 +464,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "max_restarts_per_minute": _parse_non_negative_int,
     "max_uploads_per_user": _parse_non_negative_int,
     "min_free_bytes": parse_size_bytes,
+    # Not a one-string setting: resolve() hands it to parse_upstreams with its origin.
+    "upstreams": str,
 }
 
 
@@ -355,6 +495,8 @@ class Resolved:
 
 
 def _parse(name: str, raw: str, where: str) -> Any:
+    if name == "upstreams":
+        return parse_upstreams(raw, where)
     try:
         return _PARSERS[name](raw)
     except ValueError as exc:
@@ -397,6 +539,10 @@ def resolve(
             where = f"{config_file}: {key}"
             if key not in known:
                 raise ConfigError(f"{where}: unknown setting")
+            if key == "upstreams":
+                values[key] = parse_upstreams(raw, where)
+                sources[key] = f"file {config_file}"
+                continue
             if isinstance(raw, bool):
                 raw = "true" if raw else "false"
             if not isinstance(raw, str | int | float):
@@ -411,6 +557,8 @@ def resolve(
     for name, value in (flags or {}).items():
         if value is None:
             continue
+        if name == "upstreams" and not isinstance(value, str):
+            value = parse_upstreams(value, flag(name))
         values[name] = _parse(name, value, flag(name)) if isinstance(value, str) else value
         sources[name] = f"flag {flag(name)}"
     settings = Settings(**values)

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from registryd.config import Resolved
+from registryd.config import Resolved, Upstream
 
 MASK = "***"
 # Settings whose whole value is a secret (token signing key, admin password, ...).
@@ -39,7 +39,22 @@ def masked(name: str, value: object) -> object:
     return value
 
 
+def _upstreams_value(upstreams: tuple[Upstream, ...]) -> str:
+    """An inline TOML array of the upstreams' tables, each secret masked."""
+    tables = []
+    for upstream in upstreams:
+        pairs = [
+            f"{field.name} = {_toml_value(masked(field.name, getattr(upstream, field.name)))}"
+            for field in dataclasses.fields(upstream)
+            if getattr(upstream, field.name) is not None
+        ]
+        tables.append("{" + ", ".join(pairs) + "}")
+    return "[" + ", ".join(tables) + "]"
+
+
 def _toml_value(value: object) -> str:
+    if isinstance(value, tuple) and all(isinstance(item, Upstream) for item in value):
+        return _upstreams_value(value)
     if isinstance(value, Path):
         value = str(value)
     if isinstance(value, bool):

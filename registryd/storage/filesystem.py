@@ -111,6 +111,12 @@ class FilesystemWriter:
     def size_bytes(self) -> int:
         return self._size_bytes
 
+    @property
+    def temp_path(self) -> Path:
+        """Where the bytes land until commit (created by the first write); readers that
+        follow a download in flight (the mirror) open it by this name."""
+        return self._path
+
     def _open_sync(self) -> None:
         self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, paths.FILE_MODE)
 

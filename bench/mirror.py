@@ -1,0 +1,212 @@
+"""``python -m bench.mirror``: pulls through a pull-through cache, registryd next to
+distribution 2.8 in proxy mode (``proxy.remoteurl``), both mirroring one registryd upstream.
+
+For each layer size and concurrency: a cold pull (the layer is new to the mirror)
+and a warm one (cached), time to the last byte of the last client, and the blob
+bytes the upstream sent for the cold pull (from its own metrics). Every client's
+bytes are re-hashed. Everything listens on 127.0.0.1 in a temp dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from bench.targets import Server, _spawn, find_binary, free_port, start_registryd
+
+MiB = 1024 * 1024
+NAMESPACE = "up.bench"
+REPOSITORY = "bench/img"
+DIRECT = "direct (upstream)"
+_SENT_BLOB_BYTES = re.compile(
+    r"^registryd_http_sent_bytes_total"
+    r'\{method="GET",route="/v2/\{name\}/blobs/\{digest\}"\} (\S+)$',
+    re.M,
+)
+
+
+def start_registryd_mirror(workdir: Path, upstream: Server) -> Server:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRYD_")}
+    env["REGISTRYD_AUTH_MODE"] = "none"
+    env["REGISTRYD_UPSTREAMS"] = f'[{{namespace = "{NAMESPACE}", url = "{upstream.url}"}}]'
+    argv = [
+        sys.executable,
+        "-m",
+        "registryd",
+        "serve",
+        "--data-dir",
+        str(workdir / "data"),
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+    server = _spawn("registryd-mirror", workdir, port, argv, env)
+    server.wait_ready("/v1/_ping")
+    return server
+
+
+def start_distribution_proxy(workdir: Path, upstream: Server) -> Server:
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = workdir / "config.yml"
+    config.write_text(
+        f"""version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: {workdir / "data"}
+http:
+  addr: 127.0.0.1:{port}
+proxy:
+  remoteurl: {upstream.url}
+"""
+    )
+    exe = find_binary("docker-registry")
+    if exe is None:
+        raise SystemExit("docker-registry (distribution 2.8) is not installed")
+    server = _spawn("distribution-proxy", workdir, port, [exe, "serve", str(config)])
+    server.wait_ready("/v2/")
+    return server
+
+
+async def push_layer(http: aiohttp.ClientSession, upstream: Server, tag: str, size: int) -> str:
+    """Push a one-layer image of ``size`` random bytes; return the layer's digest."""
+    layer = os.urandom(size)
+    config = json.dumps({"architecture": "amd64", "os": "linux", "tag": tag}).encode()
+    for blob in (config, layer):
+        digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+        async with http.post(f"{upstream.url}/v2/{REPOSITORY}/blobs/uploads/") as resp:
+            location = resp.headers["Location"]
+        async with http.put(f"{upstream.url}{location}?digest={digest}", data=blob) as resp:
+            assert resp.status == 201, await resp.text()
+
+    def descriptor(data: bytes, media_type: str) -> dict[str, object]:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        return {"mediaType": media_type, "digest": digest, "size": len(data)}
+
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": descriptor(config, "application/vnd.oci.image.config.v1+json"),
+            "layers": [descriptor(layer, "application/vnd.oci.image.layer.v1.tar")],
+        }
+    ).encode()
+    async with http.put(
+        f"{upstream.url}/v2/{REPOSITORY}/manifests/{tag}",
+        data=manifest,
+        headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+    ) as resp:
+        assert resp.status == 201, await resp.text()
+    return "sha256:" + hashlib.sha256(layer).hexdigest()
+
+
+async def upstream_blob_bytes(http: aiohttp.ClientSession, upstream: Server) -> float:
+    async with http.get(f"{upstream.url}/metrics") as resp:
+        text = await resp.text()
+    return sum(float(m.group(1)) for m in _SENT_BLOB_BYTES.finditer(text))
+
+
+async def pull(url: str, digest: str, concurrency: int) -> float:
+    """``concurrency`` clients GET the blob at once; seconds until the last one is done."""
+
+    async def one() -> None:
+        async with aiohttp.ClientSession() as http, http.get(url) as resp:
+            assert resp.status == 200, await resp.text()
+            hasher = hashlib.sha256()
+            async for chunk in resp.content.iter_chunked(MiB):
+                hasher.update(chunk)
+            assert "sha256:" + hasher.hexdigest() == digest, "client got wrong bytes"
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(concurrency)))
+    return time.perf_counter() - started
+
+
+@dataclass
+class Row:
+    target: str
+    size: int
+    concurrency: int
+    cold_seconds: float
+    warm_seconds: float
+    upstream_bytes: float
+
+
+async def run(sizes: list[int], concurrencies: list[int]) -> list[Row]:
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="registryd-bench-mirror-") as tmp:
+        base = Path(tmp)
+        upstream = start_registryd(base / "upstream", None)
+        servers = [upstream]
+        try:
+            ours = start_registryd_mirror(base / "mirror", upstream)
+            servers.append(ours)
+            theirs = start_distribution_proxy(base / "distribution", upstream)
+            servers.append(theirs)
+            targets = {
+                "registryd": f"{ours.url}/v2/{NAMESPACE}/{REPOSITORY}/blobs/",
+                "distribution": f"{theirs.url}/v2/{REPOSITORY}/blobs/",
+                DIRECT: f"{upstream.url}/v2/{REPOSITORY}/blobs/",
+            }
+            async with aiohttp.ClientSession() as http:
+                for size in sizes:
+                    for concurrency in concurrencies:
+                        tag = f"s{size // MiB}-c{concurrency}"
+                        digest = await push_layer(http, upstream, tag, size)
+                        for target, prefix in targets.items():
+                            before = await upstream_blob_bytes(http, upstream)
+                            cold = await pull(prefix + digest, digest, concurrency)
+                            sent = await upstream_blob_bytes(http, upstream) - before
+                            warm = await pull(prefix + digest, digest, concurrency)
+                            rows.append(Row(target, size, concurrency, cold, warm, sent))
+                            print(rows[-1], flush=True)
+        finally:
+            for server in servers:
+                server.stop()
+    return rows
+
+
+def render(rows: list[Row]) -> str:
+    lines = [
+        "| layer | c | target | cold TTLB (s) | warm TTLB (s) | upstream blob bytes (cold) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        # Pulling the upstream directly, its bytes are the clients' own: nothing to compare.
+        sent = "-" if r.target == DIRECT else f"{r.upstream_bytes / r.size:.1f}x"
+        lines.append(
+            f"| {r.size // MiB} MiB | {r.concurrency} | {r.target} | {r.cold_seconds:.3f} "
+            f"| {r.warm_seconds:.3f} | {sent} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.mirror", description=__doc__)
+    parser.add_argument("--sizes-mib", default="16,128", help="layer sizes, comma-separated")
+    parser.add_argument("--concurrency", default="1,16", help="clients, comma-separated")
+    args = parser.parse_args()
+    sizes = [int(s) * MiB for s in args.sizes_mib.split(",")]
+    concurrencies = [int(c) for c in args.concurrency.split(",")]
+    print(render(asyncio.run(run(sizes, concurrencies))))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Pull-through cache: upstream registries mirrored under local namespaces."""

@@ -1,0 +1,413 @@
+"""Mirrored blobs: one upstream read serves the clients and fills the cache.
+
+On a miss, a download task streams the upstream's body into an upload session
+of the store (the temp file v2 uploads use), hashing as it goes, and commits it
+at its content address only when the digest matches; anything else (a cut
+connection, a short body, another digest) discards it, so the next request
+starts over. Every request for that digest meanwhile (the first one too)
+follows the growing temp file: it sends what has arrived, then waits on the
+download's condition for more, so sixteen nodes pulling one layer cost one
+upstream GET and none waits for the end. A range is answered as its bytes land.
+
+Across processes, a PostgreSQL advisory lock per digest lets one process
+download while the others wait for the lock and then serve the stored blob.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+from aiohttp import web
+
+from registryd.db import mirror_queries, queries
+from registryd.digest import Digest
+from registryd.errors import BlobUnknown, DigestMismatch
+from registryd.http.streaming import (
+    READ_CHUNK_BYTES,
+    RangeNotSatisfiable,
+    parse_range,
+    send_blob,
+)
+from registryd.mirror.errors import UpstreamError, UpstreamInvalid, UpstreamUnavailable
+from registryd.mirror.routing import Target
+from registryd.mirror.service import Mirror
+from registryd.names import RepositoryName
+from registryd.storage.base import OpenBlob
+from registryd.storage.filesystem import FilesystemWriter
+
+log = logging.getLogger(__name__)
+
+# Bytes asked of the upstream connection per read (what is buffered, at most this).
+_UPSTREAM_READ_BYTES = 1024 * 1024
+
+
+class Download:
+    """One blob coming from an upstream, followed by every request that wants it."""
+
+    def __init__(self, digest: Digest, target: Target) -> None:
+        self.digest = digest
+        self.target = target
+        self.size: int | None = None  # the upstream's Content-Length, once known
+        self.received = 0
+        self.path: Path | None = None  # the growing temp file followers read
+        self.committed = False
+        self.error: BaseException | None = None
+        self.changed = asyncio.Condition()
+        self.waiters = 0
+
+    @property
+    def over(self) -> bool:
+        return self.committed or self.error is not None
+
+    async def notify(self) -> None:
+        async with self.changed:
+            self.changed.notify_all()
+
+    async def wait_past(self, offset: int) -> None:
+        """Until byte ``offset`` has arrived, or the download is over."""
+        await self.wait_for(lambda: self.received > offset or self.over)
+
+    async def wait_for(self, ready: Callable[[], bool]) -> None:
+        async with self.changed:
+            await self.changed.wait_for(ready)
+
+
+def _headers(digest: Digest) -> dict[str, str]:
+    return {
+        "Docker-Content-Digest": str(digest),
+        "ETag": f'"{digest}"',
+        "Cache-Control": "max-age=31536000",
+    }
+
+
+def _lock_key(digest: Digest) -> int:
+    """A signed 64-bit advisory lock key from the digest (collisions only serialise)."""
+    return int.from_bytes(bytes.fromhex(digest.hex[:16]), "big", signed=True)
+
+
+async def get_blob(
+    request: web.Request, mirror: Mirror, target: Target, digest: Digest
+) -> web.StreamResponse:
+    """GET/HEAD of a mirrored blob (the caller has authorized the read)."""
+    svc = mirror.svc
+    name = target.upstream.namespace
+    async with svc.pool.acquire() as conn:
+        repo = await queries.fetch_repository(conn, target.local)
+        size = (
+            await queries.fetch_repository_blob_size(conn, repo.repository_id, digest)
+            if repo is not None
+            else None
+        )
+    if size is not None and (held := await _open_stored(mirror, digest)) is not None:
+        mirror.metrics.hits.labels(name, "blob").inc()
+        return await send_blob(request, held, _headers(digest), zero_copy=svc.settings.sendfile)
+    download = mirror.downloads.get(digest)
+    stored = await svc.storage.stat(digest) if download is None else None
+    if stored is not None:
+        # Another repository cached it: link it here once the upstream confirms this
+        # repository has it (a digest alone must not open someone else's blob).
+        await _confirm_upstream(mirror, target, digest)
+        if (held := await _open_stored(mirror, digest)) is not None:
+            await _link(mirror, target.local, digest, stored)
+            mirror.metrics.hits.labels(name, "blob").inc()
+            return await send_blob(request, held, _headers(digest), zero_copy=svc.settings.sendfile)
+    if request.method == "HEAD" and download is None:
+        # A HEAD does not start a download: the upstream's answer is enough.
+        length = await _confirm_upstream(mirror, target, digest)
+        headers = {**_headers(digest), "Accept-Ranges": "bytes"}
+        response = web.StreamResponse(status=200, headers=headers)
+        response.content_type = "application/octet-stream"
+        if length is not None:
+            response.content_length = length
+        await response.prepare(request)
+        await response.write_eof()
+        return response
+    # Looked up again with no await before the start: one download per digest.
+    download = mirror.downloads.get(digest)
+    if download is None:
+        download = _start(mirror, target, digest)
+    else:
+        if download.target.local != target.local:
+            # Coming for another repository: this one must hold it upstream too.
+            await _confirm_upstream(mirror, target, digest)
+        mirror.metrics.coalesced.labels(name).inc()
+    return await _follow(request, mirror, download)
+
+
+async def _confirm_upstream(mirror: Mirror, target: Target, digest: Digest) -> int | None:
+    try:
+        return await mirror.client(target.upstream).head_blob(target.path, digest)
+    except UpstreamError:
+        mirror.metrics.upstream_errors.labels(target.upstream.namespace).inc()
+        raise
+
+
+async def _open_stored(mirror: Mirror, digest: Digest) -> OpenBlob | None:
+    try:
+        return await mirror.svc.storage.open(digest)
+    except BlobUnknown:
+        return None
+
+
+async def _link(mirror: Mirror, name: RepositoryName, digest: Digest, size: int | None) -> None:
+    async with mirror.svc.pool.acquire() as conn, conn.transaction():
+        if size is not None:
+            await queries.insert_blob(conn, digest, size)
+        repo = await queries.ensure_repository(conn, name)
+        await queries.link_blob(conn, repo.repository_id, digest)
+
+
+def _start(mirror: Mirror, target: Target, digest: Digest) -> Download:
+    download = Download(digest, target)
+    mirror.downloads[digest] = download
+    task = asyncio.create_task(_download(mirror, download))
+    mirror.tasks.add(task)
+    task.add_done_callback(mirror.tasks.discard)
+    return download
+
+
+async def _download(mirror: Mirror, download: Download) -> None:
+    """Run one download to its end; its outcome is on ``download`` for the followers."""
+    target, digest = download.target, download.digest
+    name = target.upstream.namespace
+    mirror.metrics.downloads_in_progress.inc()
+    started = time.monotonic()
+    lock: asyncpg.Connection | None = None
+    try:
+        lock = await _take_lock(mirror, digest)
+        size = await mirror.svc.storage.stat(digest)
+        if size is not None:
+            # Another process stored it while we waited for its lock.
+            await _link(mirror, target.local, digest, size)
+            download.size = download.received = size
+            download.committed = True
+            return
+        await _fetch(mirror, download)
+        log.info(
+            "upstream fetch",
+            extra={
+                "fields": {
+                    "upstream": name,
+                    "repository": target.path,
+                    "kind": "blob",
+                    "digest": str(digest),
+                    "bytes": download.received,
+                    "duration_ms": round((time.monotonic() - started) * 1000, 1),
+                    "followers": download.waiters,
+                }
+            },
+        )
+    except BaseException as exc:
+        download.error = exc
+        if isinstance(exc, BlobUnknown):
+            log.info(
+                "upstream has no such blob",
+                extra={
+                    "fields": {"upstream": name, "repository": target.path, "digest": str(digest)}
+                },
+            )
+        elif not isinstance(exc, asyncio.CancelledError):
+            mirror.metrics.upstream_errors.labels(name).inc()
+            log.warning(
+                "upstream fetch failed; nothing was stored",
+                extra={
+                    "fields": {
+                        "upstream": name,
+                        "repository": target.path,
+                        "digest": str(digest),
+                        "bytes": download.received,
+                        "reason": getattr(exc, "reason", None) or repr(exc),
+                    }
+                },
+            )
+        if not isinstance(exc, Exception):
+            raise
+    finally:
+        if mirror.downloads.get(digest) is download:
+            del mirror.downloads[digest]
+        mirror.metrics.downloads_in_progress.dec()
+        if lock is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(lock.close())
+        await download.notify()
+
+
+async def _take_lock(mirror: Mirror, digest: Digest) -> asyncpg.Connection | None:
+    """Hold this digest's advisory lock on a connection of its own (held for the whole
+    download: a pool connection would be kept from other requests)."""
+    url = mirror.svc.settings.database_url
+    if url is None:
+        return None
+    conn: asyncpg.Connection = await asyncpg.connect(url)
+    try:
+        # Waits while another process downloads it; its death releases the lock.
+        await mirror_queries.take_download_lock(conn, _lock_key(digest))
+    except BaseException:
+        await asyncio.shield(conn.close())
+        raise
+    return conn
+
+
+async def _fetch(mirror: Mirror, download: Download) -> None:
+    target, digest = download.target, download.digest
+    name = target.upstream.namespace
+    if digest.algorithm != "sha256":
+        # The store's writer names blobs by sha256 (the digest every client pushes).
+        raise UpstreamInvalid(name, f"only sha256 blobs are mirrored, not {digest.algorithm}")
+    storage = mirror.svc.storage
+    client = mirror.client(target.upstream)
+    # A temp file of this process: swept only once the process is dead, however long
+    # the download runs; leaving the block without commit removes it.
+    writer = storage.writer()
+    if isinstance(writer, FilesystemWriter):
+        download.path = writer.temp_path
+    mirror.metrics.misses.labels(name, "blob").inc()
+    async with writer:
+        async with client.request("GET", f"/v2/{target.path}/blobs/{digest}", target.path) as resp:
+            client.check(resp, BlobUnknown(str(digest)))
+            limit = mirror.svc.settings.max_layer_bytes
+            if limit and (resp.content_length or 0) > limit:
+                raise UpstreamInvalid(name, f"blob larger than max_layer_bytes ({limit})")
+            download.size = resp.content_length
+            await download.notify()
+            try:
+                while chunk := await resp.content.read(_UPSTREAM_READ_BYTES):
+                    await writer.write(chunk)
+                    download.received += len(chunk)
+                    mirror.metrics.upstream_bytes.labels(name).inc(len(chunk))
+                    if download.size is not None and download.received > download.size:
+                        raise UpstreamInvalid(name, "blob longer than its Content-Length")
+                    if limit and download.received > limit:
+                        raise UpstreamInvalid(name, f"blob larger than max_layer_bytes ({limit})")
+                    await download.notify()
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                raise UpstreamUnavailable(
+                    name, f"blob download cut after {download.received} bytes: {exc!r}"
+                ) from None
+            if download.size is not None and download.received != download.size:
+                raise UpstreamInvalid(name, "blob shorter than its Content-Length")
+
+        async def record_blob(verified: Digest) -> None:
+            # Before the rename: a database failure leaves no blob file without its row.
+            async with mirror.svc.pool.acquire() as conn:
+                await queries.insert_blob(conn, verified, download.received)
+
+        try:
+            await writer.commit(digest, before_store=record_blob)
+        except DigestMismatch as exc:
+            raise UpstreamInvalid(name, f"blob digest is {exc.actual}, not {digest}") from None
+    download.size = download.received
+    await _link(mirror, target.local, digest, None)
+    download.committed = True
+
+async def _follow(request: web.Request, mirror: Mirror, download: Download) -> web.StreamResponse:
+    """Answer one request from a download in flight, following the bytes as they land."""
+    download.waiters += 1
+    await download.wait_for(lambda: download.size is not None or download.over)
+    if download.error is not None and not download.received:
+        _raise(download.error)
+    target = download.target
+    if download.committed or download.size is None or download.path is None:
+        await download.wait_for(lambda: download.over)
+        return await _after_download(request, mirror, download)
+    size = download.size
+    headers = {**_headers(download.digest), "Accept-Ranges": "bytes"}
+    try:
+        byte_range = parse_range(request.headers.get("Range"), size)
+    except RangeNotSatisfiable:
+        headers["Content-Range"] = f"bytes */{size}"
+        return web.Response(status=416, headers=headers)
+    start, end = (0, size - 1) if byte_range is None else (byte_range.start, byte_range.end)
+    if byte_range is not None:
+        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    loop = asyncio.get_running_loop()
+    # The temp file exists from the first byte on.
+    await download.wait_for(lambda: download.received > 0 or download.over)
+    try:
+        fd = await loop.run_in_executor(None, os.open, download.path, os.O_RDONLY)
+    except FileNotFoundError:
+        # Committed (renamed) or discarded between our look and the open.
+        await download.wait_for(lambda: download.over)
+        return await _after_download(request, mirror, download)
+    try:
+        response = web.StreamResponse(status=200 if byte_range is None else 206, headers=headers)
+        response.content_type = "application/octet-stream"
+        response.content_length = end - start + 1 if size else 0
+        await response.prepare(request)
+        if request.method == "HEAD" or not size:
+            await response.write_eof()
+            return response
+        position = start
+        while position <= end:
+            await download.wait_past(position)
+            available = min(download.received, end + 1) - position
+            if available <= 0:
+                # The download failed before our range arrived: the body cannot be
+                # completed, so the connection is cut (the client retries afresh).
+                _abort(request, target, download)
+                return response
+            data = await loop.run_in_executor(
+                None, os.pread, fd, min(available, READ_CHUNK_BYTES), position
+            )
+            if not data:
+                _abort(request, target, download)
+                return response
+            if position + len(data) == size:
+                # The blob's last bytes go out only once its digest is verified and it
+                # is committed: a client never completes a body with wrong bytes.
+                await download.wait_for(lambda: download.over)
+                if not download.committed:
+                    _abort(request, target, download)
+                    return response
+            try:
+                await response.write(data)
+            except ConnectionError:
+                _abort(request, target, download)
+                return response
+            position += len(data)
+        await response.write_eof()
+        return response
+    finally:
+        await loop.run_in_executor(None, os.close, fd)
+
+
+async def _after_download(
+    request: web.Request, mirror: Mirror, download: Download
+) -> web.StreamResponse:
+    if not download.committed:
+        _raise(download.error)
+    held = await _open_stored(mirror, download.digest)
+    if held is None:
+        raise BlobUnknown(str(download.digest))
+    return await send_blob(
+        request, held, _headers(download.digest), zero_copy=mirror.svc.settings.sendfile
+    )
+
+
+def _raise(error: BaseException | None) -> None:
+    if isinstance(error, UpstreamError | BlobUnknown):
+        raise error
+    raise UpstreamUnavailable("upstream", "the download was interrupted")
+
+
+def _abort(request: web.Request, target: Target, download: Download) -> None:
+    log.info(
+        "mirrored blob body cut short",
+        extra={
+            "fields": {
+                "upstream": target.upstream.namespace,
+                "digest": str(download.digest),
+                "received": download.received,
+            }
+        },
+    )
+    if request.transport is not None:
+        request.transport.close()
