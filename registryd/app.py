@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 from aiohttp import web
@@ -136,6 +136,28 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         storage.close()
 
 
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@web.middleware
+async def forget_access_facts_after_writes(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Empty this process's access cache once any write has run, before its answer goes out.
+
+    Other processes learn of the change by NOTIFY within milliseconds; the writer's own
+    next request (a client that made a repository private and reads it at once) must
+    not even have that window.
+    """
+    try:
+        return await handler(request)
+    finally:
+        if request.method not in _READS and SERVICES in request.config_dict:
+            access = request.config_dict[SERVICES].access
+            if access is not None:
+                access.invalidate()
+
+
 def create_app(settings: Settings) -> web.Application:
     """Build the application; ``settings.database_url`` must point at a migrated database."""
     app = web.Application(
@@ -146,6 +168,7 @@ def create_app(settings: Settings) -> web.Application:
                 v1_errors.render,
             ),
             mirror_middleware,
+            forget_access_facts_after_writes,
         ],
     )
     app[SETTINGS] = settings

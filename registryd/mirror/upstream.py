@@ -87,6 +87,10 @@ class UpstreamClient:
         self._session = aiohttp.ClientSession(timeout=timeout, auto_decompress=False)
         self._challenge: Challenge | None = None
         self._tokens: dict[str, _Token] = {}
+        # What the admin page shows (this process's view): when the upstream last
+        # answered usefully, and the last failure with its reason (wall-clock times).
+        self.last_ok: float | None = None
+        self.last_error: tuple[float, str] | None = None
         self._token_locks: dict[str, asyncio.Lock] = {}
 
     async def close(self) -> None:
@@ -176,15 +180,17 @@ class UpstreamClient:
             try:
                 resp = await self._session.request(method, url, headers=sent)
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                raise UpstreamUnavailable(self.name, _describe(exc)) from None
+                raise self._failed(UpstreamUnavailable(self.name, _describe(exc))) from None
             if resp.status != 401 or attempt == 1:
                 break
             challenge = parse_challenge(resp.headers.get("WWW-Authenticate"))
             resp.release()
             if challenge is None:
-                raise UpstreamDenied(self.name, "401 without a usable WWW-Authenticate challenge")
+                raise self._failed(
+                    UpstreamDenied(self.name, "401 without a usable WWW-Authenticate challenge")
+                )
             if challenge == self._challenge and challenge.scheme == "basic":
-                raise UpstreamDenied(self.name, "credentials refused")
+                raise self._failed(UpstreamDenied(self.name, "credentials refused"))
             self._challenge = challenge
             self._tokens.pop(scope, None)  # expired or revoked: ask again
         assert resp is not None
@@ -225,11 +231,18 @@ class UpstreamClient:
 
     def check(self, resp: aiohttp.ClientResponse, not_found: RegistryError) -> None:
         """Raise for anything but 200: ``not_found`` for 404, else an UpstreamError."""
+        if resp.status in (200, 404):
+            self.last_ok = time.time()
         if resp.status == 200:
             return
         if resp.status == 404:
             raise not_found
-        raise _status_error(self.name, resp.status, "upstream")
+        raise self._failed(_status_error(self.name, resp.status, "upstream"))
+
+    def _failed(self, exc: RegistryError) -> RegistryError:
+        """Note ``exc`` as the last failure (for the admin page) and return it."""
+        self.last_error = (time.time(), str(exc))
+        return exc
 
 
 def _status_error(name: str, status: int, what: str) -> RegistryError:

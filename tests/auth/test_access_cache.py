@@ -112,3 +112,21 @@ async def test_cache_off_reads_the_database_every_time(
     await client.get("/v1/repositories/alice/app/tags")
     await client.get("/v1/repositories/alice/app/tags")
     assert access.hits == 0
+
+
+async def test_the_writing_worker_never_serves_the_old_fact(
+    client: Client, alice: DockerV1
+) -> None:
+    """No notification latency on the worker that made the change: its answer to the
+    write goes out only after its cache is emptied."""
+    images = chain("flip")
+    await alice.push("alice/app", "latest", images)
+    layer = f"/v1/images/{images[-1].image_id}/layer"
+    await armed(client)
+    for access, expected in [("private", 401), ("public", 200)] * 10:
+        assert (await client.get(layer)).status in (200, 401)  # cached, whichever it is
+        resp = await client.put(
+            "/v1/repositories/alice/app/properties", json={"access": access}, headers=alice.basic
+        )
+        assert resp.status == 200
+        assert (await client.get(layer)).status == expected

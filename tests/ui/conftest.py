@@ -206,6 +206,10 @@ async def seed_registry(client: Client, db: asyncpg.Connection) -> Seeded:
     image = await push_image(v2, "alice/app", "v1.0", "amd64", tar_layer({"a": b"a" * 3000}))
     amd = await push_image(v2, "alice/app", None, "amd64", tar_layer({"b": b"amd"}))
     arm = await push_image(v2, "alice/app", None, "arm64", tar_layer({"c": b"arm"}))
+    sizes = {
+        digest: len(await db.fetchval("SELECT body FROM v2_manifests WHERE digest = $1", digest))
+        for digest in (amd, arm)
+    }
     index = json.dumps(
         {
             "schemaVersion": 2,
@@ -214,13 +218,13 @@ async def seed_registry(client: Client, db: asyncpg.Connection) -> Seeded:
                 {
                     "mediaType": OCI_MANIFEST,
                     "digest": amd,
-                    "size": 1,
+                    "size": sizes[amd],
                     "platform": {"os": "linux", "architecture": "amd64"},
                 },
                 {
                     "mediaType": OCI_MANIFEST,
                     "digest": arm,
-                    "size": 1,
+                    "size": sizes[arm],
                     "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"},
                 },
             ],

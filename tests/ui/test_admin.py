@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-import asyncpg
+import dataclasses
 
-from tests.ui.conftest import ADMIN, ALICE, BOB, MakeBrowser, Seeded
+import aiohttp
+import asyncpg
+from aiohttp.pytest_plugin import AiohttpClient
+
+from registryd.app import create_app
+from registryd.config import Settings, Upstream
+from tests.process.conftest import free_port
+from tests.support.docker_v1 import basic
+from tests.ui.conftest import ADMIN, ALICE, BOB, Browser, MakeBrowser, Seeded
 
 
 async def test_admin_pages_are_for_admins_only(seeded: Seeded, new_browser: MakeBrowser) -> None:
@@ -105,3 +113,27 @@ async def test_storage_lists_every_repository_by_size(
     assert order == sorted(order)  # app is the largest
     assert "alice/oldschool" in table
     assert "badge private" in table
+
+
+async def test_admin_sees_each_mirror_upstream_and_its_last_failure(
+    settings: Settings, aiohttp_client: AiohttpClient
+) -> None:
+    closed = free_port()  # nothing listens there: every fetch fails at once
+    upstream = Upstream(namespace="mirror.example", url=f"http://127.0.0.1:{closed}")
+    client = await aiohttp_client(create_app(dataclasses.replace(settings, upstreams=(upstream,))))
+    resp = await client.get(
+        "/v2/mirror.example/library/alpine/manifests/3.20", headers={"Authorization": basic(*ADMIN)}
+    )
+    assert resp.status == 503
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(base_url=str(client.make_url("/")), cookie_jar=jar) as http:
+        admin = Browser(http)
+        assert (await admin.get("/ui/admin/mirrors")).status == 401
+        await admin.login(*ADMIN)
+        page = await admin.get("/ui/admin/mirrors")
+    assert page.status == 200
+    assert 'data-upstream="mirror.example"' in page.text
+    assert f"http://127.0.0.1:{closed}" in page.text
+    assert "anonymous" in page.text
+    assert "Last failure" in page.text
+    assert "mirror.example" in page.text.split('class="error"', 1)[1]  # the failure, named

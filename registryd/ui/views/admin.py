@@ -1,6 +1,10 @@
-"""Administration: accounts (create, disable, make admin) and storage per repository."""
+"""Administration: accounts (create, disable, make admin), storage per repository, and the
+mirrored upstreams' state."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from aiohttp import web
 
@@ -10,6 +14,7 @@ from registryd.db.ui_queries import Viewer
 from registryd.domain.users import validate_email, validate_password, validate_username
 from registryd.errors import RequestInvalid, UserInvalid, UserUnknown
 from registryd.keys import SERVICES
+from registryd.mirror.service import MIRROR
 from registryd.ui import session
 from registryd.ui.access import require_admin
 from registryd.ui.forms import checked_form, notice, see_other
@@ -105,3 +110,41 @@ async def storage(request: web.Request) -> web.Response:
         repositories=repos,
         pager=pager(request, paging, total),
     )
+
+
+@dataclass(frozen=True)
+class UpstreamState:
+    namespace: str
+    url: str
+    authenticated: bool
+    tag_ttl_seconds: float
+    last_ok: datetime | None
+    last_error_at: datetime | None
+    last_error: str | None
+
+
+def _moment(stamp: float | None) -> datetime | None:
+    return datetime.fromtimestamp(stamp, UTC) if stamp is not None else None
+
+
+async def mirrors(request: web.Request) -> web.Response:
+    """The mirrored upstreams and how this process last fared with each."""
+    identity = await session.viewer(request)
+    require_admin(request, identity)
+    mirror = request.config_dict.get(MIRROR)
+    states = []
+    for upstream in request.config_dict[SERVICES].settings.upstreams:
+        client = mirror.client(upstream) if mirror is not None else None
+        error = client.last_error if client is not None else None
+        states.append(
+            UpstreamState(
+                namespace=upstream.namespace,
+                url=upstream.url,
+                authenticated=upstream.username is not None,
+                tag_ttl_seconds=upstream.tag_ttl_seconds,
+                last_ok=_moment(client.last_ok if client is not None else None),
+                last_error_at=_moment(error[0] if error is not None else None),
+                last_error=error[1] if error is not None else None,
+            )
+        )
+    return await page(request, "admin_mirrors.html", identity=identity, upstreams=states)
