@@ -40,10 +40,19 @@ async def test_bench_smoke_run_reports_every_section(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     report = out.read_text()
     for section in (
-        "| pull |",
-        "| push |",
-        "| metadata |",
+        "| pull v2, Bearer |",
+        "| pull v1 |",
+        "| push v2 | 256 KiB POST+PUT |",
+        "| push v2 | 256 KiB POST+PATCH+PUT |",
+        "| push v1 |",
+        "| metadata v2, Bearer | manifest GET |",
+        "| metadata v2, Bearer | manifest HEAD",
+        "| metadata v1 |",
         "| memory |",
+        "| pull over TLS |",
+        "## Rollout",
+        "| 4 | registryd |",  # every one of the 4 nodes pulled the image
+        "Server CPU seconds per GB",
         "| unpinned, 2 workers |",
         "## Worker scaling",
         "## Access checks on the pull path",
