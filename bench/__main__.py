@@ -53,6 +53,9 @@ from bench.wrk import WrkLoad
 WRITERS = ("registryd", "distribution")
 # The registryd of the v1 rows in the pinned section (auth none, as in earlier runs).
 V1 = "registryd v1"
+# Where the auth section declares its v1 images in the token-mode registryd, apart from the
+# v2 repository of the same server.
+V1_REPOSITORY = "bench/v1app"
 PULL_V2 = "pull v2, Bearer"
 PULL_V1 = "pull v1"
 PUSH_V2 = "push v2"
@@ -139,6 +142,8 @@ class Bench:
         self.large = [workloads.make_blob(f"pull-{size}", size) for size in plan.pull_sizes]
         self.tls_blob = workloads.make_blob(f"tls-{plan.tls_bytes}", plan.tls_bytes)
         self.image = v2.image(self.small[:1])
+        # Blobs pulled after a push point, kept when pushed layers of their size are removed.
+        self.pull_digests = frozenset(b.digest_hex for b in [*self.small, *self.large])
         self.files = workdir / "files"
         # The CPUs wrk may use: CPU 1 in the pinned sections, any in the unpinned ones.
         self.client_cpus: str | None = "1"
@@ -147,6 +152,11 @@ class Bench:
 
     def start(self, name: str, cpus: str | None, workers: int, auth_mode: str = "none") -> Server:
         sub = self.workdir / f"{name}-{cpus or 'all'}-{workers}-{auth_mode}"
+        if name == "registryd" and auth_mode == "token":
+            # Anonymous pulls refused: every rollout node trades credentials for a token,
+            # as nodes pulling from a private registry do.
+            settings = {"REGISTRYD_ANONYMOUS_PULL": "false"}
+            return start_registryd(sub, cpus, workers, auth_mode=auth_mode, settings=settings)
         if name == "registryd":
             return start_registryd(sub, cpus, workers, auth_mode=auth_mode)
         if name == "distribution":
@@ -326,6 +336,9 @@ class Bench:
                     unit="req/s",
                     only=WRITERS,
                 )
+            await self.rollout(servers)
+            if "registryd" in servers:
+                await self.auth(v1_servers["registryd"], servers["registryd"])
             await self.memory(v1_servers)
 
     async def pulls(
@@ -391,6 +404,7 @@ class Bench:
                 conc,
                 only=WRITERS,
             )
+            await remove_pushed(servers, layers.size, self.pull_digests)
 
     async def pushes(
         self,
@@ -421,6 +435,7 @@ class Bench:
             concurrency,
             only=tuple(name for name in servers if name != "nginx"),
         )
+        await remove_pushed(servers, layers.size, self.pull_digests)
         if layers.hashed_in_run > before:
             print(
                 f"note: {layers.hashed_in_run - before} registryd pushes of {section} {label} "
@@ -467,52 +482,38 @@ class Bench:
             self.points.append(point)
             print(report.progress(point), file=sys.stderr, flush=True)
 
-    async def rollout(self) -> None:
+    async def rollout(self, servers: Mapping[str, Server]) -> None:
         """N nodes pull one image (manifest, config, five layers) at once, registryd with
         token auth (anonymous pulls refused, so every node trades its credentials for a
-        token first) next to distribution without auth; pinned like the pull sections."""
-        os.sched_setaffinity(0, {1})
+        token first) next to distribution without auth; the pinned servers."""
         layers = [
             workloads.make_blob(f"rollout-{i}-{size}", size)
             for i, size in enumerate(self.plan.rollout_layer_bytes)
         ]
         img = v2.image(layers)
-        starters: dict[str, Callable[[], Server]] = {}
-        if "registryd" in self.targets:
-            starters["registryd"] = lambda: start_registryd(
-                self.workdir / "rollout-registryd",
-                "0",
-                1,
-                auth_mode="token",
-                settings={"REGISTRYD_ANONYMOUS_PULL": "false"},
-            )
-        if "distribution" in self.targets:
-            starters["distribution"] = lambda: start_distribution(
-                self.workdir / "rollout-distribution", "0"
-            )
-        with running(starters) as servers:
-            for server in servers.values():
-                await self.seed_v2(server, layers, img, "rollout")
-            credentials = v2.basic(ADMIN_USER, ADMIN_PASSWORD)
-            for nodes in self.plan.rollout_nodes:
-                point = Point(report.ROLLOUT, f"{nodes} nodes", nodes, "MB/s")
-                for name, server in servers.items():
-                    node = rollout.Node("127.0.0.1", server.port, "rollout", credentials)
-                    cpu0, usage0 = server.cpu_seconds(), resource.getrusage(resource.RUSAGE_SELF)
-                    result = await rollout.rollout(node, nodes)
-                    usage1 = resource.getrusage(resource.RUSAGE_SELF)
-                    client = usage1.ru_utime + usage1.ru_stime - usage0.ru_utime - usage0.ru_stime
-                    point.samples[name] = [
-                        Sample(
-                            result=result,
-                            server_cpu=(server.cpu_seconds() - cpu0) / result.seconds,
-                            client_cpu=client / result.seconds,
-                            peak_rss_bytes=server.peak_rss_bytes(),
-                        )
-                    ]
-                    await asyncio.sleep(0.5)
-                self.points.append(point)
-                print(report.progress(point), file=sys.stderr, flush=True)
+        servers = {n: s for n, s in servers.items() if n in WRITERS}
+        for server in servers.values():
+            await self.seed_v2(server, layers, img, "rollout")
+        credentials = v2.basic(ADMIN_USER, ADMIN_PASSWORD)
+        for nodes in self.plan.rollout_nodes:
+            point = Point(report.ROLLOUT, f"{nodes} nodes", nodes, "MB/s")
+            for name, server in servers.items():
+                node = rollout.Node("127.0.0.1", server.port, "rollout", credentials)
+                cpu0, usage0 = server.cpu_seconds(), resource.getrusage(resource.RUSAGE_SELF)
+                result = await rollout.rollout(node, nodes)
+                usage1 = resource.getrusage(resource.RUSAGE_SELF)
+                client = usage1.ru_utime + usage1.ru_stime - usage0.ru_utime - usage0.ru_stime
+                point.samples[name] = [
+                    Sample(
+                        result=result,
+                        server_cpu=(server.cpu_seconds() - cpu0) / result.seconds,
+                        client_cpu=client / result.seconds,
+                        peak_rss_bytes=server.peak_rss_bytes(),
+                    )
+                ]
+                await asyncio.sleep(0.5)
+            self.points.append(point)
+            print(report.progress(point), file=sys.stderr, flush=True)
 
     async def tls(self) -> None:
         """Pulls over TLS: registryd (token auth, v2 with Bearer) next to nginx serving the same
@@ -580,44 +581,33 @@ class Bench:
                 unit="req/s",
             )
 
-    async def auth(self) -> None:
+    async def auth(self, off: Server, token: Server) -> None:
         """registryd with auth none next to token auth on the same pulls: v1 (an index token,
-        each request checked against the repositories that hold the image) and v2 (Bearer)."""
-        os.sched_setaffinity(0, {1})
-        self.client_cpus = "1"
-        off, token = AUTH_MODES
-        with running(
-            {
-                off: lambda: start_registryd(self.workdir / "auth-none", "0", 1),
-                token: lambda: start_registryd(
-                    self.workdir / "auth-token", "0", 1, auth_mode="token"
-                ),
-            }
-        ) as servers:
-            await self.seed({off: servers[off]})
-            conn = Connection("127.0.0.1", servers[token].port)
-            try:
-                headers = await workloads.seed_registryd_with_token(
-                    conn, self.small, ADMIN_USER, ADMIN_PASSWORD
-                )
-            finally:
-                conn.close()
-            for server in servers.values():
-                await self.seed_v2(server, self.small, self.image, "latest")
-            label = f"{len(self.small)} x {report.size(self.plan.pull_small_bytes)}"
-            sizes = [blob.size for blob in self.small]
+        each request checked against the repositories that hold the image) and v2 (Bearer).
+        The pinned servers: ``off`` already holds the v1 blobs, ``token`` the v2 ones."""
+        servers = dict(zip(AUTH_MODES, (off, token), strict=True))
+        conn = Connection("127.0.0.1", token.port)
+        try:
+            headers = await workloads.seed_registryd_with_token(
+                conn, self.small, ADMIN_USER, ADMIN_PASSWORD, V1_REPOSITORY
+            )
+        finally:
+            conn.close()
+        await self.seed_v2(off, self.small, self.image, "latest")
+        label = f"{len(self.small)} x {report.size(self.plan.pull_small_bytes)}"
+        sizes = [blob.size for blob in self.small]
 
-            async def v1_pulls(name: str) -> Load:
-                paths = [blob.path("registryd") for blob in self.small]
-                return WrkLoad(paths, sizes, headers if name == token else {})
+        async def v1_pulls(name: str) -> Load:
+            paths = [blob.path("registryd") for blob in self.small]
+            return WrkLoad(paths, sizes, headers if name == AUTH_MODES[1] else {})
 
-            async def v2_pulls(name: str) -> Load:
-                paths = [v2.blob_path(blob.digest_hex) for blob in self.small]
-                return WrkLoad(paths, sizes, await self.bearer(servers[name], "pull"))
+        async def v2_pulls(name: str) -> Load:
+            paths = [v2.blob_path(blob.digest_hex) for blob in self.small]
+            return WrkLoad(paths, sizes, await self.bearer(servers[name], "pull"))
 
-            conc = self.plan.pull_concurrency[-2]
-            await self.interleaved(servers, report.AUTH, f"v1 pull {label}", v1_pulls, conc)
-            await self.interleaved(servers, report.AUTH, f"v2 pull {label}", v2_pulls, conc)
+        conc = self.plan.pull_concurrency[-2]
+        await self.interleaved(servers, report.AUTH, f"v1 pull {label}", v1_pulls, conc)
+        await self.interleaved(servers, report.AUTH, f"v2 pull {label}", v2_pulls, conc)
 
     async def unpinned(self, workers: int) -> None:
         os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
@@ -669,14 +659,24 @@ SCALING = ("registryd, 1 worker on CPU 0", "registryd, 2 workers on CPUs 0-1")
 AUTH_MODES = ("registryd, auth none", "registryd, auth token (v1: Token, v2: Bearer)")
 
 
-def _unlink_files_of_size(root: Path, size: int) -> int:
+def _unlink_files_of_size(root: Path, size: int, keep: frozenset[str] = frozenset()) -> int:
     removed = 0
     for path in root.rglob("*"):
+        if keep.intersection(path.parts):
+            continue
         with contextlib.suppress(OSError):
             if path.is_file() and path.stat().st_size == size:
                 path.unlink()
                 removed += size
     return removed
+
+
+async def remove_pushed(servers: Mapping[str, Server], size: int, keep: frozenset[str]) -> None:
+    """Delete what a push point stored (files of exactly ``size`` bytes, except those under a
+    name in ``keep``: the pull blobs' digests): a full run pushes tens of GB otherwise.
+    Nothing reads pushed layers again; the space is not waited for."""
+    for server in servers.values():
+        await asyncio.to_thread(_unlink_files_of_size, server.workdir, size, keep)
 
 
 async def remove_layers(root: Path, size: int) -> None:
@@ -763,9 +763,7 @@ def main(argv: list[str] | None = None) -> int:
         workloads.seed_files(bench.files, bench.small + bench.large)
         workloads.seed_files(bench.files, [bench.tls_blob])
         uvloop.run(bench.pinned())
-        uvloop.run(bench.rollout())
         uvloop.run(bench.tls())
-        uvloop.run(bench.auth())
         uvloop.run(bench.unpinned(args.workers))
         uvloop.run(bench.scaling())
     text = report.render(

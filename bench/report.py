@@ -189,6 +189,16 @@ def _self_table(title: str, points: list[Point]) -> list[str]:
         "",
         f"## {title}",
         "",
+        "Server CPU seconds per GB (per 1,000 requests for req/s points), median of runs:",
+        "",
+        f"| point | c | {' | '.join(configs)} |",
+        f"|---|---:|{'---:|' * len(configs)}",
+    ]
+    for p in points:
+        cells = " | ".join(_cpu_cell(p, c) for c in configs)
+        lines.append(f"| {p.label} | {p.concurrency} | {cells} |")
+    lines += [
+        "",
         f"| point | c | {' | '.join(configs)} | ratio |",
         f"|---|---:|{'---:|' * len(configs)}---:|",
     ]

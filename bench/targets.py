@@ -307,3 +307,14 @@ def make_certificate(directory: Path) -> TlsPair:
         capture_output=True,
     )
     return cert, key
+
+
+def start_bare_aiohttp(workdir: Path, cpus: str | None) -> Server:
+    """``bench.bare``: one aiohttp handler on uvloop, the floor registryd is compared with."""
+    port = free_port()
+    # By path: the server runs in its own directory, where the bench package is not importable.
+    script = Path(__file__).with_name("bare.py")
+    argv = [*_pin(cpus), sys.executable, str(script), "--port", str(port)]
+    server = _spawn("aiohttp", workdir, port, argv)
+    server.wait_ready("/blob")
+    return server

@@ -106,7 +106,8 @@ def _run(argv: list[str], seconds: float, script: Path, lua: str) -> tuple[str, 
     time.sleep(seconds)
     proc.send_signal(signal.SIGINT)
     assert proc.stdout is not None
-    stdout = proc.stdout.read()
+    with proc.stdout:
+        stdout = proc.stdout.read()
     # wait4, not Popen.wait: its rusage is the CPU time of exactly this process.
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
