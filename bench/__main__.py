@@ -51,6 +51,9 @@ from bench.wrk import WrkLoad
 
 # The targets that accept pushes and serve metadata (nginx only serves files).
 WRITERS = ("registryd", "distribution")
+# What --sections may name; the pinned ones share one set of servers.
+PINNED_SECTIONS = ("pull-v2", "pull-v1", "push-v2", "push-v1", "metadata", "rollout", "auth")
+SECTIONS = (*PINNED_SECTIONS, "memory", "tls", "unpinned", "scaling")
 # The registryd of the v1 rows in the pinned section (auth none, as in earlier runs).
 V1 = "registryd v1"
 # Where the auth section declares its v1 images in the token-mode registryd, apart from the
@@ -131,8 +134,11 @@ MakeLoad = Callable[[str], Awaitable[Load]]
 
 
 class Bench:
-    def __init__(self, plan: Plan, workdir: Path, targets: list[str]) -> None:
+    def __init__(
+        self, plan: Plan, workdir: Path, targets: list[str], sections: tuple[str, ...] = SECTIONS
+    ) -> None:
         self.plan, self.workdir, self.targets = plan, workdir, targets
+        self.sections = frozenset(sections)
         self.points: list[Point] = []
         self.nonce = secrets.token_hex(4)
         self.small = [
@@ -316,30 +322,40 @@ class Bench:
                 await self.seed_v2(
                     servers["registryd"], self.small + self.large, self.image, "latest"
                 )
-            await self.pulls(servers, PULL_V2, self.plan.pull_concurrency)
-            await self.pulls(v1_servers, PULL_V1, self.plan.v1_pull_concurrency, v1=True)
-            for chunked in (False, True):
+            if "pull-v2" in self.sections:
+                await self.pulls(servers, PULL_V2, self.plan.pull_concurrency)
+            if "pull-v1" in self.sections:
+                await self.pulls(v1_servers, PULL_V1, self.plan.v1_pull_concurrency, v1=True)
+            for chunked in (False, True) if "push-v2" in self.sections else ():
                 await self.v2_pushes(servers, chunked)
             layers = UniqueLayers(self.plan.push_bytes, self.nonce)
-            for conc in self.plan.push_concurrency:
+            for conc in self.plan.push_concurrency if "push-v1" in self.sections else ():
                 await self.pushes(
                     v1_servers, PUSH_V1, report.size(self.plan.push_bytes), layers, conc
                 )
-            await self.manifests(servers)
-            for kind in ("json", "ancestry", "tags"):
-                await self.interleaved(
-                    v1_servers,
-                    "metadata v1",
-                    f"{kind} (distribution: manifest GET)",
-                    functools.partial(self.metadata_v1, kind=kind),
-                    self.plan.metadata_concurrency,
-                    unit="req/s",
-                    only=WRITERS,
-                )
-            await self.rollout(servers)
-            if "registryd" in servers:
+            if "metadata" in self.sections:
+                await self.metadata(servers, v1_servers)
+            if "rollout" in self.sections:
+                await self.rollout(servers)
+            if "registryd" in servers and "auth" in self.sections:
                 await self.auth(v1_servers["registryd"], servers["registryd"])
-            await self.memory(v1_servers)
+            if "memory" in self.sections:
+                await self.memory(v1_servers)
+
+    async def metadata(
+        self, servers: Mapping[str, Server], v1_servers: Mapping[str, Server]
+    ) -> None:
+        await self.manifests(servers)
+        for kind in ("json", "ancestry", "tags"):
+            await self.interleaved(
+                v1_servers,
+                "metadata v1",
+                f"{kind} (distribution: manifest GET)",
+                functools.partial(self.metadata_v1, kind=kind),
+                self.plan.metadata_concurrency,
+                unit="req/s",
+                only=WRITERS,
+            )
 
     async def pulls(
         self,
@@ -729,7 +745,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="registryd/nginx workers, unpinned")
     parser.add_argument("--no-install", action="store_true", help="do not apt-get references")
     parser.add_argument("--out", type=Path, help="also write the report here")
+    parser.add_argument(
+        "--sections",
+        default=",".join(SECTIONS),
+        help=f"comma-separated, of: {','.join(SECTIONS)} (default: all)",
+    )
     args = parser.parse_args(argv)
+    sections = tuple(args.sections.split(","))
+    if unknown := [name for name in sections if name not in SECTIONS]:
+        parser.error(f"unknown section(s) {','.join(unknown)}; known: {','.join(SECTIONS)}")
     plan = SMOKE if args.smoke else FULL
     overrides = {
         "repeat": args.repeat,
@@ -759,13 +783,17 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:])
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="registryd-bench-") as tmp:
-        bench = Bench(plan, Path(tmp), targets)
+        bench = Bench(plan, Path(tmp), targets, sections)
         workloads.seed_files(bench.files, bench.small + bench.large)
         workloads.seed_files(bench.files, [bench.tls_blob])
-        uvloop.run(bench.pinned())
-        uvloop.run(bench.tls())
-        uvloop.run(bench.unpinned(args.workers))
-        uvloop.run(bench.scaling())
+        if bench.sections.intersection((*PINNED_SECTIONS, "memory")):
+            uvloop.run(bench.pinned())
+        if "tls" in bench.sections:
+            uvloop.run(bench.tls())
+        if "unpinned" in bench.sections:
+            uvloop.run(bench.unpinned(args.workers))
+        if "scaling" in bench.sections:
+            uvloop.run(bench.scaling())
     text = report.render(
         bench.points,
         command=command,
