@@ -9,6 +9,7 @@ a 1 GiB push holds one chunk at a time. Every run is bounded in time and count.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -32,8 +33,8 @@ class Response:
 
 
 class _Protocol(asyncio.BufferedProtocol):
-    def __init__(self) -> None:
-        self._buffer = bytearray(RECV_BUFFER_BYTES)
+    def __init__(self, recv_buffer_bytes: int = RECV_BUFFER_BYTES) -> None:
+        self._buffer = bytearray(recv_buffer_bytes)
         self._view = memoryview(self._buffer)
         self._head = bytearray()
         self._response: asyncio.Future[Response] | None = None
@@ -136,16 +137,25 @@ Body = bytes | memoryview | AsyncIterator[bytes | memoryview] | None
 
 
 class Connection:
-    """One keep-alive connection; requests go one after another."""
+    """One keep-alive connection; requests go one after another (over TLS with ``tls``)."""
 
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        tls: ssl.SSLContext | None = None,
+        recv_buffer_bytes: int = RECV_BUFFER_BYTES,
+    ) -> None:
+        self.host, self.port, self.tls = host, port, tls
+        self.recv_buffer_bytes = recv_buffer_bytes
         self._protocol: _Protocol | None = None
 
     async def _connect(self) -> _Protocol:
         if self._protocol is None or self._protocol.closed.done():
             loop = asyncio.get_running_loop()
-            _, protocol = await loop.create_connection(_Protocol, self.host, self.port)
+            _, protocol = await loop.create_connection(
+                lambda: _Protocol(self.recv_buffer_bytes), self.host, self.port, ssl=self.tls
+            )
             self._protocol = protocol
         return self._protocol
 
@@ -209,6 +219,8 @@ class RunResult:
     seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
     error_kinds: Counter[str] = field(default_factory=Counter)  # "ConnectionResetError: ..."
+    # (p50, p99) in seconds when the generator reports percentiles instead of latencies (wrk).
+    percentiles: tuple[float, float] | None = None
 
 
 # One operation (a pull, a push of several requests...): returns the bytes it moved.

@@ -1,4 +1,8 @@
-"""``python -m bench.profile push|pull``: where registryd's CPU goes under one benchmark load.
+"""``python -m bench.profile push|pull|head``: where registryd's CPU goes under one load.
+
+``head`` is the per-request overhead: one-connection HEAD round trips of
+registryd next to a bare aiohttp handler and nginx (``bench/roundtrip.py``).
+The rest of this describes ``push`` and ``pull``.
 
 Starts registryd pinned to CPU 0 (the load generator on CPU 1, as in the
 pinned section), runs the load, and reads every thread's user and system CPU
@@ -31,7 +35,7 @@ from pathlib import Path
 
 import uvloop
 
-from bench import workloads
+from bench import roundtrip, workloads
 from bench.loadgen import Connection, Operation, run_load
 from bench.targets import Server, start_registryd
 from bench.workloads import MiB, UniqueLayers
@@ -176,14 +180,24 @@ def perf_table(data: Path, top: int = 8) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
-    parser.add_argument("kind", choices=("push", "pull"), help="16 MiB pushes c=8, or pulls c=1")
-    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument(
+        "kind",
+        choices=("push", "pull", "head"),
+        help="16 MiB pushes c=8, 16 MiB pulls c=1, or HEAD round trips on one connection",
+    )
+    parser.add_argument("--seconds", type=float, default=10, help="push and pull: run time")
+    parser.add_argument("--requests", type=int, default=5000, help="head: per row and round")
+    parser.add_argument("--rounds", type=int, default=3, help="head: interleaved rounds")
     args = parser.parse_args(argv)
     if (os.cpu_count() or 1) < 2:
         print("need at least 2 CPUs to pin server and load apart", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="registryd-profile-") as tmp:
-        print(uvloop.run(profile(args.kind, args.seconds, Path(tmp))))
+        if args.kind == "head":
+            table = uvloop.run(roundtrip.head_table(args.requests, args.rounds, Path(tmp)))
+        else:
+            table = uvloop.run(profile(args.kind, args.seconds, Path(tmp)))
+        print(table)
     return 0
 
 

@@ -17,6 +17,9 @@ SELF_COMPARED = {
     SCALING: "Worker scaling (registryd alone, medians)",
     AUTH: "Access checks on the pull path (registryd alone, pinned, medians)",
 }
+ROLLOUT = "rollout"
+# A load generator this busy (CPU seconds per second) may be what limits the point.
+CLIENT_BOUND_CPU = 0.9
 
 
 @dataclass
@@ -33,6 +36,15 @@ class Sample:
     @property
     def req_per_s(self) -> float:
         return self.result.requests / self.result.seconds if self.result.seconds else 0.0
+
+    @property
+    def client_bound(self) -> bool:
+        return self.client_cpu >= CLIENT_BOUND_CPU
+
+    def server_cpu_per_unit(self, unit: str) -> float | None:
+        """Server CPU seconds per GB moved ("MB/s" points) or per 1,000 requests."""
+        rate = self.mb_per_s / 1000 if unit == "MB/s" else self.req_per_s / 1000
+        return self.server_cpu / rate if rate else None
 
 
 @dataclass
@@ -51,6 +63,17 @@ class Point:
         if not samples:
             return None
         return statistics.median(self.value(s) for s in samples)
+
+    def client_bound(self, target: str) -> bool:
+        """Whether the generator was >= 90% busy in most runs of ``target``."""
+        samples = self.samples.get(target, [])
+        return bool(samples) and 2 * sum(s.client_bound for s in samples) > len(samples)
+
+    def server_cpu_per_unit(self, target: str) -> float | None:
+        values = [
+            v for s in self.samples.get(target, []) if (v := s.server_cpu_per_unit(self.unit))
+        ]
+        return statistics.median(values) if values else None
 
     def errors(self, target: str) -> int:
         return sum(s.result.errors for s in self.samples.get(target, []))
@@ -93,12 +116,31 @@ def _ratio(point: Point, reference: str) -> str:
         return "-"
     if point.errors("registryd") or point.errors(reference):
         return f"INVALID ({value:.2f}x over failed requests)"
+    if point.client_bound("registryd") or point.client_bound(reference):
+        return f"{value:.2f}x (client-bound)"
     return f"{value:.2f}x"
 
 
 def _errors(point: Point, target: str) -> str:
     errors = point.errors(target)
     return f" **({errors} FAILED)**" if errors else ""
+
+
+def _marks(point: Point, target: str) -> str:
+    """After a value: its failures, and whether the load generator may have bounded it."""
+    return _errors(point, target) + (" client-bound" if point.client_bound(target) else "")
+
+
+def _latency_ms(samples: list[Sample]) -> tuple[float, float]:
+    """p50 and p99 in ms: pooled over every request, or (wrk) the median of each run's."""
+    reported = [s.result.percentiles for s in samples if s.result.percentiles is not None]
+    if reported:
+        return (
+            statistics.median(p[0] for p in reported) * 1000,
+            statistics.median(p[1] for p in reported) * 1000,
+        )
+    latencies = [lat for s in samples for lat in s.result.latencies]
+    return _percentile(latencies, 0.5) * 1000, _percentile(latencies, 0.99) * 1000
 
 
 def progress(point: Point) -> str:
@@ -121,18 +163,18 @@ def _detail_rows(point: Point) -> list[str]:
     rows = []
     for target, samples in point.samples.items():
         values = [point.value(s) for s in samples]
-        latencies = [lat for s in samples for lat in s.result.latencies]
+        p50, p99 = _latency_ms(samples)
         rows.append(
             f"| {point.section} | {point.label} | {point.concurrency} | {target} "
             f"| {min(values):.0f} / {statistics.median(values):.0f} "
             f"/ {max(values):.0f} {point.unit} "
             f"| {statistics.median(s.req_per_s for s in samples):.0f} "
             f"| {statistics.median(s.mb_per_s for s in samples):.0f} "
-            f"| {_percentile(latencies, 0.5) * 1000:.1f} "
-            f"/ {_percentile(latencies, 0.99) * 1000:.1f} "
+            f"| {p50:.1f} / {p99:.1f} "
             f"| {statistics.median(s.server_cpu for s in samples) * 100:.0f}% "
             f"| {max(s.peak_rss_bytes for s in samples) / 1024**2:.0f} "
-            f"| {statistics.median(s.client_cpu for s in samples) * 100:.0f}% "
+            f"| {statistics.median(s.client_cpu for s in samples) * 100:.0f}%"
+            f"{' client-bound' if point.client_bound(target) else ''} "
             f"| {sum(s.result.requests for s in samples)}{_errors(point, target)} |"
         )
     return rows
@@ -147,13 +189,23 @@ def _self_table(title: str, points: list[Point]) -> list[str]:
         "",
         f"## {title}",
         "",
+        "Server CPU seconds per GB (per 1,000 requests for req/s points), median of runs:",
+        "",
+        f"| point | c | {' | '.join(configs)} |",
+        f"|---|---:|{'---:|' * len(configs)}",
+    ]
+    for p in points:
+        cells = " | ".join(_cpu_cell(p, c) for c in configs)
+        lines.append(f"| {p.label} | {p.concurrency} | {cells} |")
+    lines += [
+        "",
         f"| point | c | {' | '.join(configs)} | ratio |",
         f"|---|---:|{'---:|' * len(configs)}---:|",
     ]
     for p in points:
         values = [p.median(c) for c in configs]
         shown = [
-            "-" if v is None else f"{v:.0f} {p.unit}{_errors(p, c)}"
+            "-" if v is None else f"{v:.0f} {p.unit}{_marks(p, c)}"
             for v, c in zip(values, configs, strict=True)
         ]
         first, last = values[0], values[-1]
@@ -164,9 +216,94 @@ def _self_table(title: str, points: list[Point]) -> list[str]:
     return lines
 
 
-def render(
-    points: list[Point], *, command: str, machine: str, plan: str, minutes: float, wrk: str
-) -> str:
+def _cpu_cell(point: Point, target: str) -> str:
+    value = point.server_cpu_per_unit(target)
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _cpu_ratio(point: Point, reference: str) -> str:
+    ours, theirs = point.server_cpu_per_unit("registryd"), point.server_cpu_per_unit(reference)
+    return "-" if ours is None or not theirs else f"{ours / theirs:.2f}x"
+
+
+def _section_tables(section: str, points: list[Point]) -> list[str]:
+    """A section: server CPU per unit first (it does not depend on the load generator),
+    then throughput and ratios."""
+    units = sorted({p.unit for p in points})
+    per = " / ".join("GB" if u == "MB/s" else "1,000 requests" for u in units)
+    targets = ("registryd", *REFERENCES)
+    lines = [
+        "",
+        f"### {section}",
+        "",
+        f"Server CPU seconds per {per} (median of runs; lower is better):",
+        "",
+        "| point | c | registryd | distribution | nginx | registryd/distribution "
+        "| registryd/nginx |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for p in points:
+        cells = " | ".join(_cpu_cell(p, t) for t in targets)
+        lines.append(
+            f"| {p.label} | {p.concurrency} | {cells} "
+            f"| {_cpu_ratio(p, 'distribution')} | {_cpu_ratio(p, 'nginx')} |"
+        )
+    lines += [
+        "",
+        "| section | point | c | registryd | distribution | nginx | registryd/distribution "
+        "| registryd/nginx |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for p in points:
+        shown = [
+            "-" if (v := p.median(t)) is None else f"{v:.0f} {p.unit}{_marks(p, t)}"
+            for t in targets
+        ]
+        lines.append(
+            f"| {p.section} | {p.label} | {p.concurrency} | {' | '.join(shown)} "
+            f"| {_ratio(p, 'distribution')} | {_ratio(p, 'nginx')} |"
+        )
+    return lines
+
+
+def _rollout_table(points: list[Point]) -> list[str]:
+    """Nodes pulling one image at once: time until all have it, per-node times, CPU."""
+    if not points:
+        return []
+    lines = [
+        "",
+        "## Rollout (N nodes pull one image at once, whole v2 flow with the token request)",
+        "",
+        "| nodes | target | all nodes done s | node p50 / p99 s | server CPU s (total) "
+        "| server CPU s per GB | client CPU | nodes done | vs distribution: all done / p99 |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for p in points:
+        ref = p.samples.get("distribution", [None])[0]
+        for target, samples in p.samples.items():
+            s = samples[0]
+            nodes = s.result.latencies
+            p50, p99 = _percentile(nodes, 0.5), _percentile(nodes, 0.99)
+            versus = "-"
+            if ref is not None and target != "distribution" and ref.result.latencies:
+                versus = (
+                    f"{s.result.seconds / ref.result.seconds:.2f}x / "
+                    f"{p99 / _percentile(ref.result.latencies, 0.99):.2f}x"
+                )
+            if p.errors(target) or (ref is not None and ref.result.errors):
+                versus = f"INVALID ({versus} over failed pulls)" if versus != "-" else "-"
+            cpu_per_gb = s.server_cpu_per_unit("MB/s")
+            lines.append(
+                f"| {p.concurrency} | {target} | {s.result.seconds:.2f} "
+                f"| {p50:.2f} / {p99:.2f} | {s.server_cpu * s.result.seconds:.1f} "
+                f"| {'-' if cpu_per_gb is None else f'{cpu_per_gb:.2f}'} "
+                f"| {s.client_cpu * 100:.0f}%{' client-bound' if s.client_bound else ''} "
+                f"| {s.result.requests}{_errors(p, target)} | {versus} |"
+            )
+    return lines
+
+
+def render(points: list[Point], *, command: str, machine: str, plan: str, minutes: float) -> str:
     lines = [
         "# registryd benchmark results",
         "",
@@ -177,9 +314,18 @@ def render(
         "- Pinned sections: every server (and what it starts, e.g. registryd's PostgreSQL) "
         "on CPU 0 with `taskset -c 0`, the load generator on CPU 1. Ratios compare medians "
         "of the same interleaved run.",
+        "- Load generators: GETs are driven by `wrk` (one thread; a Lua script rotates the "
+        "paths and adds the Authorization header); pushes, HEADs (which wrk cannot parse) and "
+        "the rollout by the Python generator (`bench/loadgen.py`). Client CPU is the "
+        "generator's own; a value marked `client-bound` had its generator >= 90% busy, so it "
+        "is a lower bound for that server, and so is a ratio marked `client-bound`. Each "
+        "section leads with the server's CPU per GB (per 1,000 requests for metadata), which "
+        "does not depend on the generator.",
+        "- Auth: registryd runs in `token` mode in the v2 rows, with a Bearer JWT from "
+        "`/v2/token` (fetched before each run, off the clock), in `none` mode in the v1 rows as "
+        "in earlier runs; distribution runs without auth (its token auth needs an external "
+        "token server).",
     ]
-    if wrk:
-        lines.append(f"- Load generator cross-check with wrk (8 KiB reads): {wrk}")
     failed = [p for p in points if p.failed]
     if failed:
         lines.append(
@@ -188,26 +334,15 @@ def render(
         )
     else:
         lines.append("- Every request of every point succeeded.")
-    lines += [
-        "",
-        "## Ratios (median of runs)",
-        "",
-        "| section | point | c | registryd | distribution | nginx | registryd/distribution "
-        "| registryd/nginx |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for p in points:
-        if p.section in SELF_COMPARED:
-            continue
-        targets = ("registryd", *REFERENCES)
-        shown = [
-            "-" if (v := p.median(t)) is None else f"{v:.0f} {p.unit}{_errors(p, t)}"
-            for t in targets
-        ]
-        lines.append(
-            f"| {p.section} | {p.label} | {p.concurrency} | {' | '.join(shown)} "
-            f"| {_ratio(p, 'distribution')} | {_ratio(p, 'nginx')} |"
+    lines += ["", "## Ratios (median of runs)"]
+    sections = list(
+        dict.fromkeys(
+            p.section for p in points if p.section not in SELF_COMPARED and p.section != ROLLOUT
         )
+    )
+    for section in sections:
+        lines += _section_tables(section, [p for p in points if p.section == section])
+    lines += _rollout_table([p for p in points if p.section == ROLLOUT])
     for section, title in SELF_COMPARED.items():
         lines += _self_table(title, [p for p in points if p.section == section])
     lines += [

@@ -12,6 +12,7 @@ import contextlib
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -64,10 +65,19 @@ class Server:
     port: int
     proc: subprocess.Popen[bytes]
     workdir: Path
+    # The certificate a TLS server presents (it is its own CA); None: plain HTTP.
+    cafile: Path | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.cafile is not None else "http"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        return None if self.cafile is None else ssl.create_default_context(cafile=self.cafile)
 
     def tree(self) -> list[psutil.Process]:
         """The server and everything it started (registryd: its workers and PostgreSQL)."""
@@ -108,7 +118,7 @@ class Server:
                 log = (self.workdir / "server.log").read_text(errors="replace")[-3000:]
                 raise RuntimeError(f"{self.name} exited {self.proc.returncode}:\n{log}")
             try:
-                with urllib.request.urlopen(self.url + path, timeout=1):
+                with urllib.request.urlopen(self.url + path, timeout=1, context=self.tls_context()):
                     return
             except urllib.error.HTTPError:
                 return  # it answers
@@ -127,12 +137,21 @@ class Server:
 
 
 def _spawn(
-    name: str, workdir: Path, port: int, argv: list[str], env: dict[str, str] | None = None
+    name: str,
+    workdir: Path,
+    port: int,
+    argv: list[str],
+    env: dict[str, str] | None = None,
+    cafile: Path | None = None,
 ) -> Server:
     workdir.mkdir(parents=True, exist_ok=True)
     with (workdir / "server.log").open("wb") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=workdir, env=env)
-    return Server(name, port, proc, workdir)
+    return Server(name, port, proc, workdir, cafile)
+
+
+# A PEM certificate and its key (the certificate is self-signed: clients trust it as the CA).
+TlsPair = tuple[Path, Path]
 
 
 # The admin account of a registryd started with auth_mode="token".
@@ -140,15 +159,23 @@ ADMIN_USER, ADMIN_PASSWORD = "benchadmin", "bench-admin-password"
 
 
 def start_registryd(
-    workdir: Path, cpus: str | None, workers: int = 1, auth_mode: str = "none"
+    workdir: Path,
+    cpus: str | None,
+    workers: int = 1,
+    auth_mode: str = "none",
+    settings: dict[str, str] | None = None,
+    tls: TlsPair | None = None,
 ) -> Server:
     """``auth_mode`` "none" is like the other targets (no accounts, no tokens); "token"
-    bootstraps the admin ADMIN_USER."""
+    bootstraps the admin ADMIN_USER. ``settings`` are more REGISTRYD_* variables."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRYD_")}
     env["REGISTRYD_AUTH_MODE"] = auth_mode
     if auth_mode == "token":
         env["REGISTRYD_ADMIN_USER"], env["REGISTRYD_ADMIN_PASSWORD"] = ADMIN_USER, ADMIN_PASSWORD
+    if tls is not None:
+        env["REGISTRYD_TLS_CERT_FILE"], env["REGISTRYD_TLS_KEY_FILE"] = map(str, tls)
+    env.update(settings or {})
     argv = [
         *_pin(cpus),
         sys.executable,
@@ -164,7 +191,7 @@ def start_registryd(
         "--workers",
         str(workers),
     ]
-    server = _spawn("registryd", workdir, port, argv, env)
+    server = _spawn("registryd", workdir, port, argv, env, tls[0] if tls else None)
     server.wait_ready("/v1/_ping")
     return server
 
@@ -197,8 +224,17 @@ http:
     return server
 
 
-def start_nginx(workdir: Path, root: Path, cpus: str | None, workers: int = 1) -> Server:
+def start_nginx(
+    workdir: Path, root: Path, cpus: str | None, workers: int = 1, tls: TlsPair | None = None
+) -> Server:
+    """nginx serving ``root``; with ``tls``, HTTPS only (TLS 1.2 and 1.3, like registryd)."""
     port = free_port()
+    listen = f"127.0.0.1:{port}"
+    if tls is not None:
+        listen += (
+            f" ssl;\n        ssl_certificate {tls[0]};\n        ssl_certificate_key {tls[1]};"
+            "\n        ssl_protocols TLSv1.2 TLSv1.3"
+        )
     workdir.mkdir(parents=True, exist_ok=True)
     for sub in ("logs", "tmp"):
         (workdir / sub).mkdir(exist_ok=True)
@@ -222,7 +258,7 @@ http {{
     scgi_temp_path {workdir}/tmp/scgi;
     default_type application/octet-stream;
     server {{
-        listen 127.0.0.1:{port};
+        listen {listen};
         root {root};
         location / {{ }}
     }}
@@ -232,7 +268,53 @@ http {{
     exe = find_binary("nginx")
     assert exe is not None
     server = _spawn(
-        "nginx", workdir, port, [*_pin(cpus), exe, "-p", str(workdir), "-c", str(config)]
+        "nginx",
+        workdir,
+        port,
+        [*_pin(cpus), exe, "-p", str(workdir), "-c", str(config)],
+        cafile=tls[0] if tls else None,
     )
     server.wait_ready("/")
+    return server
+
+
+def make_certificate(directory: Path) -> TlsPair:
+    """A self-signed P-256 certificate for 127.0.0.1 (openssl CLI), valid for two days."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+def start_bare_aiohttp(workdir: Path, cpus: str | None) -> Server:
+    """``bench.bare``: one aiohttp handler on uvloop, the floor registryd is compared with."""
+    port = free_port()
+    # By path: the server runs in its own directory, where the bench package is not importable.
+    script = Path(__file__).with_name("bare.py")
+    argv = [*_pin(cpus), sys.executable, str(script), "--port", str(port)]
+    server = _spawn("aiohttp", workdir, port, argv)
+    server.wait_ready("/blob")
     return server

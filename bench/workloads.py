@@ -1,10 +1,11 @@
 """Deterministic blobs, seeding them into each target, and the operations a run repeats.
 
-registryd is spoken to through the v1 API (PUT json, PUT layer, PUT checksum),
-distribution through v2 (monolithic upload; POST + PATCH + PUT for streamed
-ones), nginx through files in its root. Push bodies are unique per push (a
-counter in the last bytes, or in every 1 MiB block of a streamed one) so no
-store can deduplicate them, and are generated while sent, never held whole.
+registryd is spoken to through the v1 API here (PUT json, PUT layer, PUT checksum;
+the v2 flows are in ``bench/v2.py``), distribution through v2 (POST + PUT, or
+POST + PATCH + PUT for streamed ones), nginx through files in its root. Push
+bodies are unique per push (a counter in the last bytes, or in every 1 MiB
+block of a streamed one) so no store can deduplicate them, and are generated
+while sent, never held whole.
 """
 
 from __future__ import annotations
@@ -119,13 +120,6 @@ async def v1_push(
     )
 
 
-async def v2_push_monolithic(conn: Connection, digest_hex: str, layer: bytes | memoryview) -> None:
-    resp = _check(await conn.request("POST", f"/v2/{REPOSITORY}/blobs/uploads/", body=b""), 202)
-    sep = "&" if "?" in _location(resp) else "?"
-    url = f"{_location(resp)}{sep}digest=sha256:{digest_hex}"
-    _check(await conn.request("PUT", url, body=_chunks(layer), body_bytes=len(layer)), 201)
-
-
 async def seed_registryd(conn: Connection, blobs: list[Blob]) -> None:
     for blob in blobs:
         layer = blob_bytes(blob.label, blob.size)
@@ -142,14 +136,14 @@ async def seed_registryd(conn: Connection, blobs: list[Blob]) -> None:
 
 
 async def seed_registryd_with_token(
-    conn: Connection, blobs: list[Blob], user: str, password: str
+    conn: Connection, blobs: list[Blob], user: str, password: str, repository: str = REPOSITORY
 ) -> dict[str, str]:
     """Seed a registryd in token mode the way docker 1.x pushes (the index hands out a
     write token, then a read token); return the headers of a pull with that read token."""
     basic = base64.b64encode(f"{user}:{password}".encode()).decode()
     index = {"Authorization": f"Basic {basic}", "X-Docker-Token": "true"}
     images = json.dumps([{"id": blob.image_id} for blob in blobs]).encode()
-    repo = f"/v1/repositories/{REPOSITORY}"
+    repo = f"/v1/repositories/{repository}"
     resp = _check(await conn.request("PUT", f"{repo}/", headers=index, body=images), 200)
     write = {"Authorization": "Token " + resp.headers["x-docker-token"]}
     for blob in blobs:
@@ -157,43 +151,6 @@ async def seed_registryd_with_token(
         await v1_push(conn, blob.image_id, layer, len(layer), headers=write)
     resp = _check(await conn.request("GET", f"{repo}/images", headers=index, keep_body=True), 200)
     return {"Authorization": "Token " + resp.headers["x-docker-token"]}
-
-
-async def seed_distribution(conn: Connection, blobs: list[Blob]) -> None:
-    for blob in blobs:
-        await v2_push_monolithic(conn, blob.digest_hex, blob_bytes(blob.label, blob.size))
-    config = json.dumps(
-        {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}
-    ).encode()
-    config_hex = hashlib.sha256(config).hexdigest()
-    await v2_push_monolithic(conn, config_hex, config)
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": MANIFEST_V2,
-            "config": {
-                "mediaType": "application/vnd.docker.container.image.v1+json",
-                "size": len(config),
-                "digest": f"sha256:{config_hex}",
-            },
-            "layers": [
-                {
-                    "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
-                    "size": blobs[0].size,
-                    "digest": f"sha256:{blobs[0].digest_hex}",
-                }
-            ],
-        }
-    ).encode()
-    _check(
-        await conn.request(
-            "PUT",
-            f"/v2/{REPOSITORY}/manifests/latest",
-            body=manifest,
-            headers={"Content-Type": MANIFEST_V2},
-        ),
-        201,
-    )
 
 
 def seed_files(root: Path, blobs: list[Blob]) -> None:
@@ -224,24 +181,6 @@ def pulls(
             return _check(await conn.request("GET", path, headers=headers), 200).body_bytes
 
         yield pull
-
-
-def metadata_reads(target: str, blob: Blob, kind: str) -> Iterator[Operation]:
-    if target == "registryd":
-        path = {
-            "json": f"/v1/images/{blob.image_id}/json",
-            "ancestry": f"/v1/images/{blob.image_id}/ancestry",
-            "tags": f"/v1/repositories/{REPOSITORY}/tags",
-        }[kind]
-        headers = {}
-    else:
-        path, headers = f"/v2/{REPOSITORY}/manifests/latest", {"Accept": MANIFEST_V2}
-
-    async def read(conn: Connection) -> int:
-        return _check(await conn.request("GET", path, headers=headers), 200).body_bytes
-
-    while True:
-        yield read
 
 
 class UniqueLayers:

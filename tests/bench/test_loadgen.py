@@ -102,9 +102,7 @@ def _point(errors: int) -> report.Point:
 
 
 def test_report_marks_points_with_failures_as_invalid() -> None:
-    text = report.render(
-        [_point(errors=3)], command="c", machine="m", plan="p", minutes=0.0, wrk=""
-    )
+    text = report.render([_point(errors=3)], command="c", machine="m", plan="p", minutes=0.0)
     ratios = next(line for line in text.splitlines() if line.startswith("| push | 16 MiB | 1 | 4"))
     assert "(3 FAILED)" in ratios
     assert "INVALID" in ratios
@@ -113,9 +111,7 @@ def test_report_marks_points_with_failures_as_invalid() -> None:
 
 
 def test_report_of_a_clean_run_says_so() -> None:
-    text = report.render(
-        [_point(errors=0)], command="c", machine="m", plan="p", minutes=0.0, wrk=""
-    )
+    text = report.render([_point(errors=0)], command="c", machine="m", plan="p", minutes=0.0)
     assert "FAILED" not in text
     assert "INVALID" not in text
     assert "Every request of every point succeeded." in text

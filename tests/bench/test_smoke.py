@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from bench.__main__ import main
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -40,10 +44,19 @@ async def test_bench_smoke_run_reports_every_section(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     report = out.read_text()
     for section in (
-        "| pull |",
-        "| push |",
-        "| metadata |",
+        "| pull v2, Bearer |",
+        "| pull v1 |",
+        "| push v2 | 256 KiB POST+PUT |",
+        "| push v2 | 256 KiB POST+PATCH+PUT |",
+        "| push v1 |",
+        "| metadata v2, Bearer | manifest GET |",
+        "| metadata v2, Bearer | manifest HEAD",
+        "| metadata v1 |",
         "| memory |",
+        "| pull over TLS |",
+        "## Rollout",
+        "| 4 | registryd |",  # every one of the 4 nodes pulled the image
+        "Server CPU seconds per GB",
         "| unpinned, 2 workers |",
         "## Worker scaling",
         "## Access checks on the pull path",
@@ -51,3 +64,12 @@ async def test_bench_smoke_run_reports_every_section(tmp_path: Path) -> None:
         assert section in report
     assert "FAILED" not in report  # every request of the smoke run succeeded
     assert "Every request of every point succeeded." in report
+
+
+def test_an_unknown_section_is_refused_before_anything_starts(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--smoke", "--no-install", "--sections", "rollout,bogus"])
+    assert exc.value.code == 2
+    assert "unknown section(s) bogus" in capsys.readouterr().err
