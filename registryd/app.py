@@ -14,6 +14,7 @@ from registryd.config import Settings
 from registryd.db.pool import create_pool
 from registryd.domain import users
 from registryd.domain.services import Services
+from registryd.gc.periodic import collect_in_background
 from registryd.http.middleware import add_request_id_header, error_middleware
 from registryd.keys import LIFECYCLE, METRICS, SERVICES, SETTINGS
 from registryd.ops import routes as ops_routes
@@ -117,6 +118,7 @@ def create_app(settings: Settings) -> web.Application:
     app[LIFECYCLE] = Lifecycle()
     app.on_response_prepare.append(add_request_id_header)
     app.cleanup_ctx.append(_services)
+    app.cleanup_ctx.append(collect_in_background)
     ops_routes.add_routes(app)
     add_v1_routes(app)
     add_v2_routes(app)

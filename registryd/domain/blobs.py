@@ -11,6 +11,7 @@ from registryd.db import queries
 from registryd.digest import Digest
 from registryd.domain.services import Services
 from registryd.errors import BlobUnknown, RepositoryUnknown
+from registryd.gc import hooks as gc_hooks
 from registryd.names import RepositoryName
 from registryd.storage.base import OpenBlob
 
@@ -52,6 +53,9 @@ async def mount_blob(
     if size is None or await svc.storage.stat(digest) is None:
         return False
     async with svc.pool.acquire() as conn, conn.transaction():
+        # Held until the link commits; collected meanwhile: nothing to mount (gc/hooks.py).
+        if not await gc_hooks.hold_existing_blob(conn, digest):
+            return False
         repo = await queries.ensure_repository(conn, name)
         await queries.link_blob(conn, repo.repository_id, digest)
     return True

@@ -32,6 +32,7 @@ from registryd.errors import (
     ParentUnknown,
     TarsumUnverifiable,
 )
+from registryd.gc import hooks as gc_hooks
 from registryd.names import ImageId, parse_image_id
 from registryd.storage.base import BlobWriter, OpenBlob
 
@@ -119,9 +120,12 @@ async def _commit_layer(
     svc: Services, writer: BlobWriter, image: ImageRow, payload: Sha256
 ) -> bool:
     """Make the layer durable and point the image at it; False if the image changed."""
-    digest = await writer.commit()
+    digest = writer.digest()
     async with svc.pool.acquire() as conn, conn.transaction():
-        await queries.insert_blob(conn, digest, writer.size_bytes)
+        # The blob's row is held while its file is placed and until the image points
+        # at it, so garbage collection cannot remove the file meanwhile (gc/hooks.py).
+        await gc_hooks.hold_blob(conn, digest, writer.size_bytes)
+        await writer.commit(digest)
         return await queries.set_image_layer(
             conn,
             image.image_id,

@@ -27,6 +27,7 @@ from registryd.errors import (
     PaginationNumberInvalid,
     RepositoryUnknown,
 )
+from registryd.gc import hooks as gc_hooks
 from registryd.names import RepositoryName, parse_tag
 
 # Spec end-7: registries SHOULD accept manifests of at least 4 MB.
@@ -162,6 +163,11 @@ async def put_manifest(
         digest = digest_of(body)
     async with svc.pool.acquire() as conn, conn.transaction():
         repo = await queries.ensure_repository(conn, name)
+        # Hold what the manifest refers to until it commits, so that garbage
+        # collection cannot remove it after the check below (gc/hooks.py).
+        await gc_hooks.hold_manifest_inputs(
+            conn, repo.repository_id, digest, parsed.blobs, parsed.children
+        )
         missing = await queries.fetch_missing_repository_blobs(
             conn, repo.repository_id, parsed.blobs
         )

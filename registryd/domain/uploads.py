@@ -25,6 +25,7 @@ from registryd.errors import (
     UploadRangeInvalid,
     UploadUnknown,
 )
+from registryd.gc import hooks as gc_hooks
 from registryd.names import RepositoryName
 from registryd.storage import paths
 
@@ -201,15 +202,17 @@ async def complete_upload(
         size = await _append(svc, claim, body, None)
         hasher = svc.upload_hashes.take(upload_id, size)
         try:
-            await svc.storage.commit_upload(upload_id, size, digest, hasher)
+            async with svc.pool.acquire() as conn, conn.transaction():
+                # The blob's row is held while its file is placed and until the link
+                # commits, so garbage collection cannot remove either (gc/hooks.py).
+                await gc_hooks.hold_blob(conn, digest, size)
+                await svc.storage.commit_upload(upload_id, size, digest, hasher)
+                await queries.link_blob(conn, claim.repository_id, digest)
+                await queries.delete_upload(conn, upload_id)
         except (DigestMismatch, UploadUnknown):
             committed = True  # nothing left to release
             await _forget(svc, upload_id)
             raise
-        async with svc.pool.acquire() as conn, conn.transaction():
-            await queries.insert_blob(conn, digest, size)
-            await queries.link_blob(conn, claim.repository_id, digest)
-            await queries.delete_upload(conn, upload_id)
         committed = True
         svc.upload_hashes.drop(upload_id)
     finally:

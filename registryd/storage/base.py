@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Protocol, Self
 
@@ -17,6 +18,9 @@ class BlobWriter(Protocol):
 
     @property
     def size_bytes(self) -> int: ...
+
+    def digest(self) -> Digest:
+        """The digest of the bytes written so far (what ``commit`` will store them as)."""
 
     async def write(self, data: bytes | memoryview) -> None:
         """Hash and append ``data``; file IO runs off the event loop."""
@@ -96,6 +100,9 @@ class Backend(Protocol):
 
     async def delete(self, digest: Digest) -> bool:
         """Remove a committed blob; return whether it existed."""
+
+    def list_blobs(self) -> AsyncIterator[Digest]:
+        """Every committed blob, in no particular order (for scrub; may miss concurrent ones)."""
 
     async def create_upload(self) -> str:
         """Create an empty upload session file; return its key."""
