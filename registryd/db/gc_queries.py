@@ -209,7 +209,7 @@ async def delete_dead_blobs(conn: Conn, digests: list[str], grace: float) -> lis
         WITH dead AS (
             DELETE FROM blobs b
             WHERE b.digest = ANY($1::text[])
-              AND b.created_at <= now() - make_interval(secs => $2)
+              AND b.created_at <= now() - make_interval(secs => $2::float8)
               AND NOT EXISTS (SELECT 1 FROM v2_repository_blobs l WHERE l.digest = b.digest)
               AND NOT EXISTS (SELECT 1 FROM v1_images i WHERE i.layer_digest = b.digest)
               AND NOT EXISTS (SELECT 1 FROM v2_manifest_references r WHERE r.digest = b.digest)
@@ -232,9 +232,9 @@ async def finish_blob_reviews(conn: Conn, reviews: list[Review], grace: float) -
         """
         WITH seen AS (SELECT * FROM unnest($1::text[], $2::bigint[]) AS s (digest, seq)),
         young AS (
-            SELECT b.digest, b.created_at + make_interval(secs => $3) AS until
+            SELECT b.digest, b.created_at + make_interval(secs => $3::float8) AS until
             FROM blobs b JOIN seen USING (digest)
-            WHERE b.created_at + make_interval(secs => $3) > now()
+            WHERE b.created_at + make_interval(secs => $3::float8) > now()
         ),
         later AS (
             UPDATE gc_blob_reviews q SET review_after = y.until
@@ -331,7 +331,7 @@ async def delete_dead_links(conn: Conn, reviews: list[Review], grace: float) -> 
         DELETE FROM v2_repository_blobs l
         USING unnest($1::bigint[], $2::text[]) AS c (repository_id, digest)
         WHERE l.repository_id = c.repository_id AND l.digest = c.digest
-          AND l.created_at <= now() - make_interval(secs => $3)
+          AND l.created_at <= now() - make_interval(secs => $3::float8)
           AND NOT EXISTS (
               SELECT 1 FROM v2_manifest_references r
               WHERE r.repository_id = l.repository_id AND r.digest = l.digest
@@ -352,9 +352,9 @@ async def finish_link_reviews(conn: Conn, reviews: list[Review], grace: float) -
                 AS s (repository_id, digest, seq)
         ),
         young AS (
-            SELECT l.repository_id, l.digest, l.created_at + make_interval(secs => $4) AS until
+            SELECT l.repository_id, l.digest, l.created_at + make_interval(secs => $4::float8) AS until
             FROM v2_repository_blobs l JOIN seen USING (repository_id, digest)
-            WHERE l.created_at + make_interval(secs => $4) > now()
+            WHERE l.created_at + make_interval(secs => $4::float8) > now()
         ),
         later AS (
             UPDATE gc_link_reviews q SET review_after = y.until
@@ -454,7 +454,7 @@ async def delete_dead_manifests(
                 AND r.manifest_digest <> m.digest
           )
           AND CASE WHEN m.subject_digest IS NOT NULL THEN
-                  m.created_at <= now() - make_interval(secs => $3)
+                  m.created_at <= now() - make_interval(secs => $3::float8)
                   AND NOT EXISTS (
                       SELECT 1 FROM v2_manifests s
                       WHERE s.repository_id = m.repository_id AND s.digest = m.subject_digest
@@ -491,9 +491,9 @@ async def finish_manifest_reviews(
         again AS (
             SELECT m.repository_id, m.digest,
                 CASE WHEN m.subject_digest IS NOT NULL
-                         THEN m.created_at + make_interval(secs => $4)
-                     WHEN $5 = 0 THEN 'infinity'::timestamptz
-                     ELSE m.created_at + make_interval(secs => $5)
+                         THEN m.created_at + make_interval(secs => $4::float8)
+                     WHEN $5::float8 = 0 THEN 'infinity'::timestamptz
+                     ELSE m.created_at + make_interval(secs => $5::float8)
                 END AS until
             FROM v2_manifests m JOIN seen USING (repository_id, digest)
             WHERE NOT EXISTS (
@@ -572,9 +572,9 @@ async def delete_dead_v1_images(
         WHERE i.image_id = ANY($1::text[])
           AND NOT EXISTS (SELECT 1 FROM v1_images c WHERE c.parent_id = i.image_id)
           AND CASE WHEN i.state = 'uploading' THEN
-                  i.updated_at <= now() - make_interval(secs => greatest($2, $3))
+                  i.updated_at <= now() - make_interval(secs => greatest($2::float8, $3::float8))
               ELSE
-                  i.updated_at <= now() - make_interval(secs => $2)
+                  i.updated_at <= now() - make_interval(secs => $2::float8)
                   AND NOT EXISTS (SELECT 1 FROM v1_tags t WHERE t.image_id = i.image_id)
                   AND NOT EXISTS (
                       SELECT 1 FROM repository_images d WHERE d.image_id = i.image_id
@@ -597,7 +597,7 @@ async def finish_v1_image_reviews(
         WITH seen AS (SELECT * FROM unnest($1::text[], $2::bigint[]) AS s (image_id, seq)),
         young AS (
             SELECT i.image_id, i.updated_at + make_interval(secs => CASE
-                WHEN i.state = 'uploading' THEN greatest($3, $4) ELSE $3 END) AS until
+                WHEN i.state = 'uploading' THEN greatest($3::float8, $4::float8) ELSE $3 END) AS until
             FROM v1_images i JOIN seen USING (image_id)
         ),
         later AS (
@@ -639,8 +639,8 @@ async def delete_expired_uploads(conn: Conn, max_age_seconds: float) -> list[Exp
     rows = await conn.fetch(
         """
         DELETE FROM v2_uploads
-        WHERE updated_at < now() - make_interval(secs => $1)
-          AND (busy_since IS NULL OR busy_since < now() - make_interval(secs => $1))
+        WHERE updated_at < now() - make_interval(secs => $1::float8)
+          AND (busy_since IS NULL OR busy_since < now() - make_interval(secs => $1::float8))
         RETURNING upload_id, size_bytes
         """,
         max_age_seconds,

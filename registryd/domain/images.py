@@ -110,7 +110,13 @@ async def put_image_layer(
         # cancels the handler now cannot leave a stored blob that no image points
         # to (once committing, the writer ignores the cancel its exit sends).
         commit = asyncio.ensure_future(_commit_layer(svc, writer, image, payload))
-        attached = await asyncio.shield(commit)
+        try:
+            attached = await asyncio.shield(commit)
+        except asyncio.CancelledError:
+            # The commit takes the blob's row before it places the file (gc/hooks.py):
+            # the writer's exit must not discard the bytes before that.
+            await asyncio.wait([commit])
+            raise
     if not attached:
         # The blob stays stored (it is valid content); only this attachment is void.
         raise ImageChanged()
