@@ -352,7 +352,8 @@ async def finish_link_reviews(conn: Conn, reviews: list[Review], grace: float) -
                 AS s (repository_id, digest, seq)
         ),
         young AS (
-            SELECT l.repository_id, l.digest, l.created_at + make_interval(secs => $4::float8) AS until
+            SELECT l.repository_id, l.digest,
+                l.created_at + make_interval(secs => $4::float8) AS until
             FROM v2_repository_blobs l JOIN seen USING (repository_id, digest)
             WHERE l.created_at + make_interval(secs => $4::float8) > now()
         ),
@@ -597,7 +598,8 @@ async def finish_v1_image_reviews(
         WITH seen AS (SELECT * FROM unnest($1::text[], $2::bigint[]) AS s (image_id, seq)),
         young AS (
             SELECT i.image_id, i.updated_at + make_interval(secs => CASE
-                WHEN i.state = 'uploading' THEN greatest($3::float8, $4::float8) ELSE $3 END) AS until
+                WHEN i.state = 'uploading' THEN greatest($3::float8, $4::float8)
+                ELSE $3::float8 END) AS until
             FROM v1_images i JOIN seen USING (image_id)
         ),
         later AS (

@@ -35,10 +35,13 @@ async def svc(settings: Settings) -> AsyncIterator[Services]:
     await pool.close()
 
 
-async def collect(svc: Services, *, dry_run: bool = False, **overrides: object) -> Report:
-    if overrides:
-        svc = dataclasses.replace(svc, settings=dataclasses.replace(svc.settings, **overrides))
-    return await Collector(svc).run(dry_run=dry_run)
+async def collect(
+    svc: Services, *, dry_run: bool = False, grace: int = 0, untagged: int = 0
+) -> Report:
+    settings = dataclasses.replace(
+        svc.settings, gc_grace_seconds=grace, gc_untagged_seconds=untagged
+    )
+    return await Collector(dataclasses.replace(svc, settings=settings)).run(dry_run=dry_run)
 
 
 def stored(settings: Settings, digest: str) -> bool:

@@ -31,7 +31,8 @@ async def test_tagged_image_stays_and_deleted_manifest_goes_with_its_blobs(
     drop = await push_image(v2, "alice/drop", "v1", [shared, own])
     await age_everything(db)
     report = await collect(svc)
-    assert report.blobs == [] and report.manifests == []
+    assert report.blobs == []
+    assert report.manifests == []
 
     status, _, _ = await v2.call("DELETE", f"/v2/alice/drop/manifests/{drop}")
     assert status == 202
@@ -39,7 +40,8 @@ async def test_tagged_image_stays_and_deleted_manifest_goes_with_its_blobs(
     assert sorted(d for d, _ in report.blobs) == [sha256(own)]  # config + shared still in keep
     assert report.bytes_freed == len(own)
     assert not stored(settings, sha256(own))
-    assert stored(settings, sha256(shared)) and stored(settings, sha256(CONFIG))
+    assert stored(settings, sha256(shared))
+    assert stored(settings, sha256(CONFIG))
     # What is left of alice/drop is nothing; alice/keep still pulls completely.
     assert (
         await db.fetchval(
@@ -52,7 +54,8 @@ async def test_tagged_image_stays_and_deleted_manifest_goes_with_its_blobs(
     assert status == 200
     for layer in json.loads(body)["layers"]:
         status, data, _ = await v2.call("GET", f"/v2/alice/keep/blobs/{layer['digest']}")
-        assert status == 200 and sha256(data) == layer["digest"]
+        assert status == 200
+        assert sha256(data) == layer["digest"]
 
 
 async def test_a_blob_younger_than_the_grace_period_stays(
@@ -61,8 +64,9 @@ async def test_a_blob_younger_than_the_grace_period_stays(
     v2 = V2Client(client)
     layer = random_bytes(1000, 3)
     digest = await v2.push_blob("alice/app", layer)  # its manifest has not come yet
-    report = await collect(svc, gc_grace_seconds=3600)
-    assert report.blobs == [] and report.links == 0
+    report = await collect(svc, grace=3600)
+    assert report.blobs == []
+    assert report.links == 0
     assert stored(settings, digest)
     # The manifest still comes within the grace period: accepted, as the layer is there.
     status, body, _ = await v2.push_manifest("alice/app", "v1", image_manifest(layer, [layer]))
@@ -70,10 +74,11 @@ async def test_a_blob_younger_than_the_grace_period_stays(
 
     orphan = await v2.push_blob("alice/app", random_bytes(500, 4))
     await age_everything(db)
-    report = await collect(svc, gc_grace_seconds=3600)
+    report = await collect(svc, grace=3600)
     assert [d for d, _ in report.blobs] == [orphan]  # no manifest came for it
     assert report.links == 1
-    assert stored(settings, digest) and not stored(settings, orphan)
+    assert stored(settings, digest)
+    assert not stored(settings, orphan)
 
 
 async def test_untagged_manifests_are_kept_by_default_and_expire_when_configured(
@@ -89,7 +94,7 @@ async def test_untagged_manifests_are_kept_by_default_and_expire_when_configured
     assert (await collect(svc)).manifests == []  # gc_untagged_seconds = 0: kept
     assert await db.fetchval("SELECT count(*) FROM v2_manifests") == 2
 
-    report = await collect(svc, gc_untagged_seconds=60)
+    report = await collect(svc, untagged=60)
     assert report.manifests == [f"alice/app@{digest}"]
     assert [d for d, _ in report.blobs] == [sha256(layer)]
     status, _, _ = await v2.call("GET", f"/v2/alice/app/manifests/{tagged}")
@@ -101,7 +106,7 @@ async def test_untagged_manifests_are_kept_by_default_and_expire_when_configured
         "alice/app", young, image_manifest(CONFIG, [layer + b"x"])
     )
     assert status == 201
-    assert (await collect(svc, gc_untagged_seconds=60)).manifests == []
+    assert (await collect(svc, untagged=60)).manifests == []
 
 
 async def test_children_of_a_live_index_stay_and_go_with_it(
@@ -129,12 +134,12 @@ async def test_children_of_a_live_index_stay_and_go_with_it(
     status, _, _ = await v2.push_manifest("alice/multi", "latest", index, OCI_INDEX)
     assert status == 201
     await age_everything(db)
-    report = await collect(svc, gc_untagged_seconds=60)
+    report = await collect(svc, untagged=60)
     assert report.manifests == []  # untagged children, but their index is tagged
 
     status, _, _ = await v2.call("DELETE", f"/v2/alice/multi/manifests/{sha256(index)}")
     assert status == 202
-    report = await collect(svc, gc_untagged_seconds=60)
+    report = await collect(svc, untagged=60)
     assert sorted(report.manifests) == sorted(f"alice/multi@{sha256(c)}" for c in children)
     assert await blob_rows(db) == set()
 
@@ -216,7 +221,8 @@ async def test_stale_v1_uploads_and_expired_v2_sessions_are_collected(
     assert status == 202
 
     report = await collect(svc)  # both are in progress
-    assert report.v1_images == [] and report.uploads == 0
+    assert report.v1_images == []
+    assert report.uploads == 0
     await age_everything(db)
     report = await collect(svc)
     assert report.v1_images == [stuck.image_id]
@@ -258,7 +264,9 @@ async def test_a_collection_with_nothing_to_do_touches_nothing(
     await collect(svc)
     before = await blob_rows(db)
     report = await collect(svc)
-    assert report.finished and report.blobs == [] and report.manifests == []
+    assert report.finished
+    assert report.blobs == []
+    assert report.manifests == []
     assert await blob_rows(db) == before
     # The queues are empty: the next run's cost does not depend on what is stored.
     assert await db.fetchval("SELECT count(*) FROM gc_blob_reviews") == 0
