@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -16,6 +17,7 @@ from registryd.gc.collector import Collector
 from registryd.gc.report import Report
 from registryd.storage import paths
 from registryd.storage.filesystem import FilesystemBackend
+from tests.process.conftest import Launcher
 
 
 @pytest.fixture
@@ -82,3 +84,14 @@ class PauseAt:
         if name == self.point and not self.reached.is_set():
             self.reached.set()
             await self.release.wait()
+
+
+@pytest.fixture
+def launcher(tmp_path: Path) -> Iterator[Launcher]:
+    """Server processes, killed at the end if a test left them running."""
+    launch = Launcher(tmp_path)
+    yield launch
+    for server in launch.started:
+        if server.proc.poll() is None:
+            server.proc.kill()
+            server.proc.wait(10)
