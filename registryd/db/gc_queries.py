@@ -71,6 +71,19 @@ async def cancel_blob_deletion(conn: Conn, digest: Digest) -> None:
     await conn.execute("DELETE FROM blob_deletions WHERE digest = $1", str(digest))
 
 
+async def link_blob_fresh(conn: Conn, repository_id: int, digest: Digest) -> None:
+    """Link the blob into the repository as new, also when it was linked long ago: a client
+    that just pushed or mounted it gets the whole grace period to refer to it."""
+    await conn.execute(
+        """
+        INSERT INTO v2_repository_blobs (repository_id, digest) VALUES ($1, $2)
+        ON CONFLICT (repository_id, digest) DO UPDATE SET created_at = now()
+        """,
+        repository_id,
+        str(digest),
+    )
+
+
 async def share_repository_links(conn: Conn, repository_id: int, digests: list[Digest]) -> None:
     """Lock the repository's links to ``digests`` against collection until the transaction ends."""
     await conn.execute(

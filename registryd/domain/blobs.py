@@ -57,7 +57,7 @@ async def mount_blob(
         if not await gc_hooks.hold_existing_blob(conn, digest):
             return False
         repo = await queries.ensure_repository(conn, name)
-        await queries.link_blob(conn, repo.repository_id, digest)
+        await gc_hooks.link_blob(conn, repo.repository_id, digest)
     return True
 
 

@@ -207,7 +207,7 @@ async def complete_upload(
                 # commits, so garbage collection cannot remove either (gc/hooks.py).
                 await gc_hooks.hold_blob(conn, digest, size)
                 await svc.storage.commit_upload(upload_id, size, digest, hasher)
-                await queries.link_blob(conn, claim.repository_id, digest)
+                await gc_hooks.link_blob(conn, claim.repository_id, digest)
                 await queries.delete_upload(conn, upload_id)
         except (DigestMismatch, UploadUnknown):
             committed = True  # nothing left to release

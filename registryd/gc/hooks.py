@@ -32,6 +32,12 @@ async def hold_blob(conn: Conn, digest: Digest, size_bytes: int) -> None:
     await gc_queries.cancel_blob_deletion(conn, digest)
 
 
+async def link_blob(conn: Conn, repository_id: int, digest: Digest) -> None:
+    """Link a just pushed or mounted blob into the repository, counted as new (a link's
+    age decides when an unreferenced one is collected)."""
+    await gc_queries.link_blob_fresh(conn, repository_id, digest)
+
+
 async def hold_existing_blob(conn: Conn, digest: Digest) -> bool:
     """Hold a stored blob's row (a mount); False when it was collected meanwhile."""
     return await gc_queries.share_blob_row(conn, digest)
