@@ -26,6 +26,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+import asyncpg
+
 from registryd.config import RetentionRule
 from registryd.db import gc_queries
 from registryd.db.gc_queries import Review
@@ -41,6 +43,8 @@ log = logging.getLogger(__name__)
 BATCH = 500
 # Blob files removed at once (each on an executor thread).
 FILE_CONCURRENCY = 8
+# How long a batch waits for a row lock before it yields to the writer holding it.
+LOCK_TIMEOUT_MS = 500
 
 # Test hook: awaited at named points of a run (see PAUSE_POINTS); None in production.
 Pause = Callable[[str], Awaitable[None]]
@@ -64,6 +68,7 @@ class Collector:
         self.max_seconds = float(settings.gc_max_seconds)
         self.retention: tuple[RetentionRule, ...] = settings.retention
         self._pause = pause
+        self._yielded = False  # a batch gave way to a writer this run
 
     async def _at(self, point: str) -> None:
         if self._pause is not None:
@@ -74,7 +79,10 @@ class Collector:
         report = Report(dry_run=dry_run)
         started = time.monotonic()
         deadline = started + self.max_seconds
+        self._yielded = False
         async with self.svc.pool.acquire() as conn:
+            # Never make a writer wait long: a batch that would wait gives up instead.
+            await conn.execute(f"SET lock_timeout = '{LOCK_TIMEOUT_MS}ms'")
             if dry_run:
                 outer = conn.transaction()
                 await outer.start()
@@ -103,8 +111,10 @@ class Collector:
             done += await self._blobs(conn, report, deadline)
             if done == 0:
                 break
-        report.finished = await gc_queries.pending_reviews(conn) == 0 and (
-            report.dry_run or await gc_queries.pending_file_removals(conn) == 0
+        report.finished = (
+            not self._yielded
+            and await gc_queries.pending_reviews(conn) == 0
+            and (report.dry_run or await gc_queries.pending_file_removals(conn) == 0)
         )
 
     # Retention and uploads ---------------------------------------------------------
@@ -158,13 +168,34 @@ class Collector:
 
     # Review queues ---------------------------------------------------------------------
 
-    async def _manifests(self, conn: Conn, report: Report, deadline: float) -> int:
-        untagged = self.untagged if self.untagged > 0 else None
+    async def _drain(
+        self,
+        conn: Conn,
+        fetch: Callable[[Conn, int], Awaitable[list[Review]]],
+        batch: Callable[[Conn, list[Review]], Awaitable[None]],
+        deadline: float,
+    ) -> int:
+        """Work through one queue's due reviews; return how many were handled."""
         done = 0
-        while time.monotonic() < deadline:
-            reviews = await gc_queries.due_manifest_reviews(conn, BATCH)
+        while time.monotonic() < deadline and not self._yielded:
+            reviews = await fetch(conn, BATCH)
             if not reviews:
                 break
+            try:
+                await batch(conn, reviews)
+            except (asyncpg.LockNotAvailableError, asyncpg.DeadlockDetectedError):
+                # A writer holds something this batch needs: writers go first, and
+                # the batch (rolled back) waits for the next run.
+                log.info("garbage collection yields to a writer; the next run resumes")
+                self._yielded = True
+                break
+            done += len(reviews)
+        return done
+
+    async def _manifests(self, conn: Conn, report: Report, deadline: float) -> int:
+        untagged = self.untagged if self.untagged > 0 else None
+
+        async def batch(conn: Conn, reviews: list[Review]) -> None:
             async with conn.transaction():
                 locked = await gc_queries.lock_manifests(conn, reviews)
                 missing = await gc_queries.missing_manifests(conn, reviews)
@@ -176,15 +207,11 @@ class Collector:
                 )
                 await gc_queries.postpone_manifest_reviews(conn, busy)
             report.manifests += [f"{m.repository}@{m.digest}" for m in gone]
-            done += len(reviews)
-        return done
+
+        return await self._drain(conn, gc_queries.due_manifest_reviews, batch, deadline)
 
     async def _v1_images(self, conn: Conn, report: Report, deadline: float) -> int:
-        done = 0
-        while time.monotonic() < deadline:
-            reviews = await gc_queries.due_v1_image_reviews(conn, BATCH)
-            if not reviews:
-                break
+        async def batch(conn: Conn, reviews: list[Review]) -> None:
             ids = [r.key for r in reviews]
             async with conn.transaction():
                 locked = await gc_queries.lock_v1_images(conn, ids)
@@ -199,32 +226,25 @@ class Collector:
                 )
                 await gc_queries.postpone_v1_image_reviews(conn, busy)
             report.v1_images += gone
-            done += len(reviews)
-        return done
+
+        return await self._drain(conn, gc_queries.due_v1_image_reviews, batch, deadline)
 
     async def _links(self, conn: Conn, report: Report, deadline: float) -> int:
-        done = 0
-        while time.monotonic() < deadline:
-            reviews = await gc_queries.due_link_reviews(conn, BATCH)
-            if not reviews:
-                break
+        async def batch(conn: Conn, reviews: list[Review]) -> None:
             async with conn.transaction():
                 locked = await gc_queries.lock_links(conn, reviews)
                 missing = await gc_queries.missing_links(conn, reviews)
                 busy = _without(reviews, locked + missing)
                 await self._at("links locked")
-                report.links += await gc_queries.delete_dead_links(conn, locked, self.grace)
+                deleted = await gc_queries.delete_dead_links(conn, locked, self.grace)
                 await gc_queries.finish_link_reviews(conn, locked + missing, self.grace)
                 await gc_queries.postpone_link_reviews(conn, busy)
-            done += len(reviews)
-        return done
+            report.links += deleted
+
+        return await self._drain(conn, gc_queries.due_link_reviews, batch, deadline)
 
     async def _blobs(self, conn: Conn, report: Report, deadline: float) -> int:
-        done = 0
-        while time.monotonic() < deadline:
-            reviews = await gc_queries.due_blob_reviews(conn, BATCH)
-            if not reviews:
-                break
+        async def batch(conn: Conn, reviews: list[Review]) -> None:
             digests = [r.key for r in reviews]
             async with conn.transaction():
                 locked = await gc_queries.lock_blobs(conn, digests)
@@ -237,11 +257,11 @@ class Collector:
                 await gc_queries.finish_blob_reviews(conn, finished, self.grace)
                 await gc_queries.postpone_blob_reviews(conn, busy)
             report.blobs += [(b.digest, b.size_bytes) for b in gone]
-            done += len(reviews)
             if gone and not report.dry_run:
                 await self._at("blob rows committed")
                 await self._remove_files(conn, report, deadline)
-        return done
+
+        return await self._drain(conn, gc_queries.due_blob_reviews, batch, deadline)
 
     async def _remove_files(self, conn: Conn, report: Report, deadline: float) -> None:
         """Remove the files of deleted blob rows, each while its pending record is locked."""

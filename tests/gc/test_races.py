@@ -198,3 +198,21 @@ async def test_a_blob_a_writer_holds_is_skipped_and_reviewed_again(
     await db.execute("UPDATE gc_blob_reviews SET review_after = now()")
     assert [d for d, _ in (await collect(svc, grace=GRACE)).blobs] == [DIGEST]
     assert not stored(settings, DIGEST)
+
+
+async def test_the_collector_yields_to_a_writer_instead_of_making_it_wait(
+    client: Client, svc: Services, settings: Settings, db: asyncpg.Connection
+) -> None:
+    await garbage_blob(client, db)
+    async with svc.pool.acquire() as conn, conn.transaction():
+        # A writer's trigger queueing a review of the same blob, not yet committed.
+        await conn.execute("SELECT gc_review_blob($1, 'a link deleted')", DIGEST)
+        started = asyncio.get_running_loop().time()
+        report = await collect(svc, grace=GRACE)
+        assert asyncio.get_running_loop().time() - started < 5
+        assert not report.finished  # gave up its batch; nothing of it is committed
+        assert report.blobs == []
+    assert stored(settings, DIGEST)
+    report = await collect(svc, grace=GRACE)
+    assert [d for d, _ in report.blobs] == [DIGEST]
+    assert report.finished
