@@ -113,11 +113,21 @@ CREATE TRIGGER gc_v2_manifests_changed AFTER INSERT OR DELETE ON v2_manifests
     FOR EACH ROW EXECUTE FUNCTION gc_v2_manifests_changed();
 
 -- A manifest's reference is a blob (its repository link may now be unreferenced)
--- or, for an index, a child manifest (which may now have no live parent).
+-- or, for an index, a child manifest (which may now have no live parent). A primary-key
+-- lookup tells which, so only one review is queued.
 CREATE FUNCTION gc_v2_references_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM gc_review_link(OLD.repository_id, OLD.digest, 'manifest reference removed');
-    PERFORM gc_review_manifest(OLD.repository_id, OLD.digest, 'manifest reference removed');
+    IF EXISTS (
+        SELECT 1 FROM v2_repository_blobs
+        WHERE repository_id = OLD.repository_id AND digest = OLD.digest
+    ) THEN
+        PERFORM gc_review_link(OLD.repository_id, OLD.digest, 'manifest reference removed');
+    END IF;
+    IF EXISTS (
+        SELECT 1 FROM v2_manifests WHERE repository_id = OLD.repository_id AND digest = OLD.digest
+    ) THEN
+        PERFORM gc_review_manifest(OLD.repository_id, OLD.digest, 'manifest reference removed');
+    END IF;
     RETURN NULL;
 END $$;
 CREATE TRIGGER gc_v2_references_deleted AFTER DELETE ON v2_manifest_references
