@@ -19,6 +19,7 @@ from registryd.db.pool import create_pool
 from registryd.db.process_owner import ProcessOwner
 from registryd.domain import uploads, users
 from registryd.domain.services import Services
+from registryd.gc.periodic import collect_in_background
 from registryd.http.middleware import add_request_id_header, error_middleware
 from registryd.keys import LIFECYCLE, METRICS, SERVICES, SETTINGS
 from registryd.mirror.middleware import mirror_middleware
@@ -178,6 +179,7 @@ def create_app(settings: Settings) -> web.Application:
     passwords.configure(settings.password_hash_threads, settings.password_hash_queue)
     app.on_response_prepare.append(add_request_id_header)
     app.cleanup_ctx.append(_services)
+    app.cleanup_ctx.append(collect_in_background)
     ops_routes.add_routes(app)
     add_v1_routes(app)
     add_v2_routes(app)

@@ -1,4 +1,7 @@
-"""``registryd serve | migrate | config check``. The only place uvloop is set up."""
+"""``registryd serve | migrate | create-user | gc | scrub | config check``.
+
+The only place uvloop is set up.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import asyncpg
@@ -27,6 +30,7 @@ from registryd.config import (
     resolve,
     setting_names,
 )
+from registryd.db import gc_queries
 from registryd.db.embedded import (
     DATABASE_NAME,
     EmbeddedPostgres,
@@ -39,6 +43,10 @@ from registryd.db.pool import create_pool
 from registryd.domain import users
 from registryd.domain.services import Services
 from registryd.errors import RegistryError
+from registryd.gc.collector import Collector
+from registryd.gc.periodic import log_report
+from registryd.gc.report import Report
+from registryd.gc.scrub import ScrubReport, scrub
 from registryd.http.tls import new_context
 from registryd.ops.config_check import describe
 from registryd.ops.health import has_failed, mark_failed
@@ -91,6 +99,22 @@ def _parser() -> argparse.ArgumentParser:
     create_user.add_argument("username")
     create_user.add_argument("--admin", action="store_true", help="may write anywhere")
     create_user.add_argument("--email")
+    gc_cmd = sub.add_parser(
+        "gc",
+        parents=[common],
+        help="collect garbage once (also while the server runs) and print what was removed",
+    )
+    gc_cmd.add_argument(
+        "--dry-run", action="store_true", help="print what would be removed, remove nothing"
+    )
+    scrub_cmd = sub.add_parser(
+        "scrub",
+        parents=[common],
+        help="re-hash every blob and compare files with rows; exit 1 if anything is wrong",
+    )
+    scrub_cmd.add_argument(
+        "--repair", action="store_true", help="remove corrupt and orphaned files and lost rows"
+    )
     config_cmd = sub.add_parser("config", help="inspect the configuration")
     config_sub = config_cmd.add_subparsers(dest="config_command", required=True)
     check_cmd = config_sub.add_parser(
@@ -98,7 +122,7 @@ def _parser() -> argparse.ArgumentParser:
         parents=[common],
         help="validate and print the effective configuration, secrets masked",
     )
-    for command in (serve_cmd, migrate_cmd, create_user, check_cmd):
+    for command in (serve_cmd, migrate_cmd, create_user, gc_cmd, scrub_cmd, check_cmd):
         _add_setting_flags(command)
     return parser
 
@@ -170,6 +194,37 @@ async def _create_user(settings: Settings, args: argparse.Namespace, password: s
     return "created" if created else "updated"
 
 
+@contextlib.asynccontextmanager
+async def _offline_services(settings: Settings) -> AsyncIterator[Services]:
+    """Pool and storage for a one-off command, on a migrated database."""
+    assert settings.database_url is not None
+    await _migrate(settings.database_url)
+    pool = await create_pool(settings.database_url, settings)
+    try:
+        # No shared descriptors: a one-off command reads each blob at most once.
+        yield Services(pool, FilesystemBackend(settings.storage_root, open_files=0), settings, b"")
+    finally:
+        await pool.close()
+
+
+async def _gc(settings: Settings, dry_run: bool) -> Report:
+    async with _offline_services(settings) as svc, svc.pool.acquire() as lock_conn:
+        if not await gc_queries.try_collector_lock(lock_conn):
+            log.info("another process is collecting garbage; waiting for it to finish")
+            await gc_queries.collector_lock(lock_conn)
+        try:
+            report = await Collector(svc).run(dry_run=dry_run)
+        finally:
+            await gc_queries.collector_unlock(lock_conn)
+    log_report(report)
+    return report
+
+
+async def _scrub(settings: Settings, repair: bool) -> ScrubReport:
+    async with _offline_services(settings) as svc:
+        return await scrub(svc, repair=repair)
+
+
 def _read_password() -> str:
     if sys.stdin.isatty():
         return getpass.getpass("password: ")
@@ -224,6 +279,13 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
                 outcome = asyncio.run(_create_user(settings, args, _read_password()))
                 print(f"user {args.username} {outcome}")
                 return 0
+            if args.command == "gc":
+                print(uvloop.run(_gc(settings, args.dry_run)).render())
+                return 0
+            if args.command == "scrub":
+                scrubbed = uvloop.run(_scrub(settings, args.repair))
+                print(scrubbed.render())
+                return 0 if scrubbed.clean else 1
             if args.command == "migrate":
                 applied = asyncio.run(_migrate(db.url))
                 print(f"applied {len(applied)} migration(s)" + "".join(f"\n  {m}" for m in applied))

@@ -296,6 +296,48 @@ def _parse_secret(text: str) -> str | None:
 
 
 @dataclass(frozen=True)
+class RetentionRule:
+    """``[[retention]]``: in repositories matching ``repositories`` (a shell glob over
+    ``namespace/name``), keep the ``keep_last`` most recently pushed tags and every tag
+    matching one of ``keep_tags``; garbage collection deletes the other tags."""
+
+    repositories: str
+    keep_last: int = 0
+    keep_tags: tuple[str, ...] = ()
+
+
+def _parse_retention_rule(raw: Any, where: str) -> RetentionRule:
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where} must be a table")
+    unknown = set(raw) - {"repositories", "keep_last", "keep_tags"}
+    if unknown:
+        raise ValueError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+    pattern = raw.get("repositories")
+    if not isinstance(pattern, str) or not pattern:
+        raise ValueError(f"{where}: repositories must be a non-empty glob string")
+    keep_last = raw.get("keep_last", 0)
+    if not isinstance(keep_last, int) or isinstance(keep_last, bool) or keep_last < 0:
+        raise ValueError(f"{where}: keep_last must be an integer, 0 or more")
+    keep_tags = raw.get("keep_tags", [])
+    if not isinstance(keep_tags, list) or not all(isinstance(t, str) and t for t in keep_tags):
+        raise ValueError(f"{where}: keep_tags must be a list of glob strings")
+    return RetentionRule(pattern, keep_last, tuple(keep_tags))
+
+
+def parse_retention(raw: Any) -> tuple[RetentionRule, ...]:
+    """The ``[[retention]]`` tables (or, from a variable or flag, the same written as a
+    TOML array of inline tables); raise ValueError."""
+    if isinstance(raw, str):
+        try:
+            raw = tomllib.loads("rules = " + raw)["rules"] if raw.strip() else []
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"not a TOML array of tables: {exc}") from None
+    if not isinstance(raw, list):
+        raise ValueError("must be an array of tables ([[retention]])")
+    return tuple(_parse_retention_rule(rule, f"rule {i + 1}") for i, rule in enumerate(raw))
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything registryd needs to run; built once, passed down explicitly."""
 
@@ -379,6 +421,17 @@ class Settings:
     min_free_bytes: int = 512 * 1024**2
     # Registries mirrored under local namespaces (pull-through cache), from [[upstreams]].
     upstreams: tuple[Upstream, ...] = ()
+    # Garbage collection: blobs, links and v1 images younger than this are never
+    # collected (a layer is pushed before the manifest that refers to it).
+    gc_grace_seconds: int = 3600
+    # The server collects this often (0: never; run ``registryd gc`` instead)...
+    gc_interval_seconds: int = 3600
+    # ...for at most this long per run; the next run resumes where it stopped.
+    gc_max_seconds: int = 300
+    # Untagged manifests without a live parent older than this are deleted (0: kept).
+    gc_untagged_seconds: int = 0
+    # [[retention]] rules, from the config file.
+    retention: tuple[RetentionRule, ...] = ()
 
     @property
     def storage_root(self) -> Path:
@@ -466,6 +519,11 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "min_free_bytes": parse_size_bytes,
     # Not a one-string setting: resolve() hands it to parse_upstreams with its origin.
     "upstreams": str,
+    "gc_grace_seconds": _parse_non_negative_int,
+    "gc_interval_seconds": _parse_non_negative_int,
+    "gc_max_seconds": _parse_positive_int,
+    "gc_untagged_seconds": _parse_non_negative_int,
+    "retention": parse_retention,
 }
 
 
@@ -539,8 +597,14 @@ def resolve(
             where = f"{config_file}: {key}"
             if key not in known:
                 raise ConfigError(f"{where}: unknown setting")
-            if key == "upstreams":
-                values[key] = parse_upstreams(raw, where)
+            if key in ("upstreams", "retention"):  # the settings that are lists of tables
+                if key == "upstreams":
+                    values[key] = parse_upstreams(raw, where)
+                else:
+                    try:
+                        values[key] = parse_retention(raw)
+                    except ValueError as exc:
+                        raise ConfigError(f"{where}: {exc}") from None
                 sources[key] = f"file {config_file}"
                 continue
             if isinstance(raw, bool):

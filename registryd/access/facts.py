@@ -4,7 +4,7 @@ With token auth every request asks who may read or write a repository, and a v1
 image read asks which repositories declare or tag the image. Those facts change
 rarely (a repository made private or deleted, a tag or declaration changed), so
 each process keeps them, and PostgreSQL tells every process of every replica
-when one changes: triggers (migration 0013) ``NOTIFY`` on ``CHANNEL``, and a
+when one changes: triggers (migration 0009) ``NOTIFY`` on ``CHANNEL``, and a
 dedicated listening connection empties the cache on any notification.
 
 Correctness first:

@@ -12,6 +12,7 @@ from registryd.db import queries, reference_queries
 from registryd.digest import Digest
 from registryd.domain.services import Services
 from registryd.errors import BlobUnknown, RepositoryUnknown, StillReferenced
+from registryd.gc import hooks as gc_hooks
 from registryd.names import RepositoryName
 from registryd.storage.base import OpenBlob
 
@@ -64,8 +65,11 @@ async def mount_blob(
     if size is None or await svc.storage.stat(digest) is None:
         return False
     async with svc.pool.acquire() as conn, conn.transaction():
+        # Held until the link commits; collected meanwhile: nothing to mount (gc/hooks.py).
+        if not await gc_hooks.hold_existing_blob(conn, digest):
+            return False
         repo = await queries.ensure_repository(conn, name)
-        await queries.link_blob(conn, repo.repository_id, digest)
+        await gc_hooks.link_blob(conn, repo.repository_id, digest)
     return True
 
 

@@ -16,7 +16,7 @@ from registryd import jsonbody
 from registryd.auth.image_access import ImageAccess, may_reuse
 from registryd.db import queries
 from registryd.db.queries import Conn, ImageRow
-from registryd.digest import Digest, Sha256, payload_checksum_hasher
+from registryd.digest import Sha256, payload_checksum_hasher
 from registryd.domain.services import Services
 from registryd.errors import (
     AncestryInvalid,
@@ -35,6 +35,7 @@ from registryd.errors import (
     ParentUnknown,
     TarsumUnverifiable,
 )
+from registryd.gc import hooks as gc_hooks
 from registryd.names import ImageId, parse_image_id
 from registryd.storage.base import BlobWriter, OpenBlob
 
@@ -139,7 +140,13 @@ async def put_image_layer(
         # cancels the handler now cannot leave a stored blob that no image points
         # to (once committing, the writer ignores the cancel its exit sends).
         commit = asyncio.ensure_future(_commit_layer(svc, writer, image, payload))
-        attached = await asyncio.shield(commit)
+        try:
+            attached = await asyncio.shield(commit)
+        except asyncio.CancelledError:
+            # The commit takes the blob's row before it places the file (gc/hooks.py):
+            # the writer's exit must not discard the bytes before that.
+            await asyncio.wait([commit])
+            raise
     if not attached:
         # The blob stays stored (it is valid content); only this attachment is void.
         raise ImageChanged()
@@ -150,17 +157,14 @@ async def _commit_layer(
 ) -> bool:
     """Make the layer durable and point the image at it; False if the image changed.
 
-    The blob's row is written before the file gets its address: a database failure
-    leaves no blob file without a row (a row whose file is missing, after a crash
-    between the two, is filled by the next commit of those bytes).
+    The blob's row exists (and is held) before the file gets its address, so a
+    database failure before the rename leaves no blob file without a row, and
+    garbage collection cannot remove the file until the image points at it.
     """
-
-    async def record_blob(digest: Digest) -> None:
-        async with svc.pool.acquire() as conn:
-            await queries.insert_blob(conn, digest, writer.size_bytes)
-
-    digest = await writer.commit(before_store=record_blob)
+    digest = writer.digest()
     async with svc.pool.acquire() as conn, conn.transaction():
+        await gc_hooks.hold_blob(conn, digest, writer.size_bytes)
+        await writer.commit(digest)
         return await queries.set_image_layer(
             conn,
             image.image_id,

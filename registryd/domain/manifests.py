@@ -31,6 +31,7 @@ from registryd.errors import (
     RepositoryUnknown,
     StillReferenced,
 )
+from registryd.gc import hooks as gc_hooks
 from registryd.names import RepositoryName, parse_tag
 
 # Spec end-7: registries SHOULD accept manifests of at least 4 MB.
@@ -186,6 +187,11 @@ async def put_manifest(
         digest = digest_of(body)
     async with svc.pool.acquire() as conn, conn.transaction():
         repo = await queries.ensure_repository(conn, name)
+        # Hold what the manifest refers to until it commits, so that garbage
+        # collection cannot remove it after the check below (gc/hooks.py).
+        await gc_hooks.hold_manifest_inputs(
+            conn, repo.repository_id, digest, parsed.blobs, parsed.children
+        )
         # Locked FOR SHARE until commit: a concurrent delete of one of them waits for us,
         # then finds this manifest referring to it.
         stored = await reference_queries.lock_repository_blob_sizes(

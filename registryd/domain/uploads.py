@@ -42,6 +42,7 @@ from registryd.errors import (
     UploadRangeInvalid,
     UploadUnknown,
 )
+from registryd.gc import hooks as gc_hooks
 from registryd.names import RepositoryName
 from registryd.storage import paths
 
@@ -290,24 +291,20 @@ async def complete_upload(
             raise SizeInvalid()  # released at the old size: the final chunk leaves no trace
         size = appended
         hasher = svc.upload_hashes.take(upload_id, size)
-
-        async def record_blob() -> None:
-            # Before the rename: a database failure leaves no blob file without its row.
-            async with svc.pool.acquire() as conn:
-                await queries.insert_blob(conn, digest, size)
-
         try:
-            await svc.storage.commit_upload(
-                upload_id, claim.file_token, size, digest, hasher, before_store=record_blob
-            )
+            async with svc.pool.acquire() as conn, conn.transaction():
+                # The blob's row exists before its file is placed (a failure here
+                # leaves no file without a row) and is held until the link commits,
+                # so garbage collection cannot remove either (gc/hooks.py).
+                await gc_hooks.hold_blob(conn, digest, size)
+                await svc.storage.commit_upload(upload_id, claim.file_token, size, digest, hasher)
+                await gc_hooks.link_blob(conn, claim.repository_id, digest)
+                await queries.delete_upload(conn, upload_id)
         except (DigestMismatch, UploadUnknown):
             committed = True  # nothing left to release
             svc.upload_claims.discard(upload_id)
             await _forget(svc, upload_id, claim.file_token)
             raise
-        async with svc.pool.acquire() as conn, conn.transaction():
-            await queries.link_blob(conn, claim.repository_id, digest)
-            await queries.delete_upload(conn, upload_id)
         committed = True
         svc.upload_claims.discard(upload_id)
         svc.upload_hashes.drop(upload_id)

@@ -30,6 +30,7 @@ from aiohttp import web
 from registryd.db import mirror_queries, queries
 from registryd.digest import Digest
 from registryd.errors import BlobUnknown, DigestMismatch
+from registryd.gc import hooks as gc_hooks
 from registryd.http.streaming import (
     READ_CHUNK_BYTES,
     RangeNotSatisfiable,
@@ -116,9 +117,12 @@ async def get_blob(
         # repository has it (a digest alone must not open someone else's blob).
         await _confirm_upstream(mirror, target, digest)
         if (held := await _open_stored(mirror, digest)) is not None:
-            await _link(mirror, target.local, digest, stored)
-            mirror.metrics.hits.labels(name, "blob").inc()
-            return await send_blob(request, held, _headers(digest), zero_copy=svc.settings.sendfile)
+            if await _link(mirror, target.local, digest):
+                mirror.metrics.hits.labels(name, "blob").inc()
+                return await send_blob(
+                    request, held, _headers(digest), zero_copy=svc.settings.sendfile
+                )
+            await held.close()  # collected meanwhile: fetch it again
     if request.method == "HEAD" and download is None:
         # A HEAD does not start a download: the upstream's answer is enough.
         length = await _confirm_upstream(mirror, target, digest)
@@ -157,12 +161,14 @@ async def _open_stored(mirror: Mirror, digest: Digest) -> OpenBlob | None:
         return None
 
 
-async def _link(mirror: Mirror, name: RepositoryName, digest: Digest, size: int | None) -> None:
+async def _link(mirror: Mirror, name: RepositoryName, digest: Digest) -> bool:
+    """Link a stored blob into the mirrored repository; False if it was collected meanwhile."""
     async with mirror.svc.pool.acquire() as conn, conn.transaction():
-        if size is not None:
-            await queries.insert_blob(conn, digest, size)
+        if not await gc_hooks.hold_existing_blob(conn, digest):
+            return False
         repo = await queries.ensure_repository(conn, name)
-        await queries.link_blob(conn, repo.repository_id, digest)
+        await gc_hooks.link_blob(conn, repo.repository_id, digest)
+    return True
 
 
 def _start(mirror: Mirror, target: Target, digest: Digest) -> Download:
@@ -184,9 +190,8 @@ async def _download(mirror: Mirror, download: Download) -> None:
     try:
         lock = await _take_lock(mirror, digest)
         size = await mirror.svc.storage.stat(digest)
-        if size is not None:
+        if size is not None and await _link(mirror, target.local, digest):
             # Another process stored it while we waited for its lock.
-            await _link(mirror, target.local, digest, size)
             download.size = download.received = size
             download.committed = True
             return
@@ -295,18 +300,19 @@ async def _fetch(mirror: Mirror, download: Download) -> None:
             if download.size is not None and download.received != download.size:
                 raise UpstreamInvalid(name, "blob shorter than its Content-Length")
 
-        async def record_blob(verified: Digest) -> None:
-            # Before the rename: a database failure leaves no blob file without its row.
-            async with mirror.svc.pool.acquire() as conn:
-                await queries.insert_blob(conn, verified, download.received)
-
         try:
-            await writer.commit(digest, before_store=record_blob)
+            async with mirror.svc.pool.acquire() as conn, conn.transaction():
+                # As every writer does (gc/hooks.py): the blob's row exists and is held
+                # before the file is placed, until the repository links it.
+                await gc_hooks.hold_blob(conn, digest, download.received)
+                await writer.commit(digest)
+                repo = await queries.ensure_repository(conn, target.local)
+                await gc_hooks.link_blob(conn, repo.repository_id, digest)
         except DigestMismatch as exc:
             raise UpstreamInvalid(name, f"blob digest is {exc.actual}, not {digest}") from None
     download.size = download.received
-    await _link(mirror, target.local, digest, None)
     download.committed = True
+
 
 async def _follow(request: web.Request, mirror: Mirror, download: Download) -> web.StreamResponse:
     """Answer one request from a download in flight, following the bytes as they land."""

@@ -61,6 +61,12 @@ def _toml_value(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        # An inline table ([[retention]] rules); reads back as the same setting.
+        fields = dataclasses.asdict(value)
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in fields.items()) + "}"
     return json.dumps(str(value))  # a TOML basic string is JSON-compatible
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol, Self
 
@@ -21,6 +21,9 @@ class BlobWriter(Protocol):
 
     @property
     def size_bytes(self) -> int: ...
+
+    def digest(self) -> Digest:
+        """The digest of the bytes written so far (what ``commit`` will store them as)."""
 
     async def write(self, data: bytes | memoryview) -> None:
         """Hash and append ``data``; file IO runs off the event loop."""
@@ -110,6 +113,9 @@ class Backend(Protocol):
 
     async def delete(self, digest: Digest) -> bool:
         """Remove a committed blob; return whether it existed."""
+
+    def list_blobs(self) -> AsyncIterator[Digest]:
+        """Every committed blob, in no particular order (for scrub; may miss concurrent ones)."""
 
     async def create_upload(self, upload_key: str) -> None:
         """Create the empty first file of an upload session."""

@@ -15,14 +15,22 @@ import functools
 import os
 import shutil
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, ParamSpec, Self, TypeVar
 
+import aiofiles.os
+
 from registryd.digest import Digest, Hasher, Sha256
-from registryd.errors import BlobUnknown, DigestMismatch, StorageFull, UploadUnknown
+from registryd.errors import (
+    BlobUnknown,
+    DigestInvalid,
+    DigestMismatch,
+    StorageFull,
+    UploadUnknown,
+)
 from registryd.storage import paths
 from registryd.storage.open_files import OpenFiles, SharedBlob
 
@@ -53,6 +61,14 @@ def _mkdirs(path: Path) -> None:
     _mkdirs(path.parent)
     with contextlib.suppress(FileExistsError):
         path.mkdir(mode=paths.DIR_MODE)
+
+
+async def _listdir(path: Path) -> list[str]:
+    """Entry names of a directory; none when it is gone or is not a directory."""
+    try:
+        return sorted(await aiofiles.os.listdir(path))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 def _fsync_dir(path: Path) -> None:
@@ -116,6 +132,9 @@ class FilesystemWriter:
         """Where the bytes land until commit (created by the first write); readers that
         follow a download in flight (the mirror) open it by this name."""
         return self._path
+
+    def digest(self) -> Digest:
+        return self._hash.digest()
 
     def _open_sync(self) -> None:
         self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, paths.FILE_MODE)
@@ -378,16 +397,26 @@ class FilesystemBackend:
     async def stat(self, digest: Digest) -> int | None:
         return await asyncio.get_running_loop().run_in_executor(None, self._stat_sync, digest)
 
-    def _delete_sync(self, digest: Digest) -> bool:
+    async def delete(self, digest: Digest) -> bool:
+        self._open_files.discard(str(digest))
         try:
-            paths.blob_path(self.root, digest).unlink()
+            await aiofiles.os.remove(paths.blob_path(self.root, digest))
         except FileNotFoundError:
             return False
         return True
 
-    async def delete(self, digest: Digest) -> bool:
-        self._open_files.discard(str(digest))
-        return await asyncio.get_running_loop().run_in_executor(None, self._delete_sync, digest)
+    async def list_blobs(self) -> AsyncIterator[Digest]:
+        """Walk ``blobs/<algorithm>/<xx>/<hex>``; names that are no digest are skipped."""
+        root = paths.blobs_dir(self.root)
+        for algorithm in await _listdir(root):
+            for prefix in await _listdir(root / algorithm):
+                for name in await _listdir(root / algorithm / prefix):
+                    try:
+                        digest = Digest.parse(f"{algorithm}:{name}")
+                    except DigestInvalid:
+                        continue
+                    if digest.hex[:2] == prefix:
+                        yield digest
 
     @_no_space
     def _create_upload_sync(self, upload_key: str) -> None:

@@ -1,4 +1,4 @@
--- 0013: tell every registryd process when a fact behind an access decision changes.
+-- 0009: tell every registryd process when a fact behind an access decision changes.
 
 -- registryd/access/facts.py caches repository rows and v1 image references per process
 -- and empties the cache on any notification; statement-level triggers keep it cheap.
