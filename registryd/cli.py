@@ -44,7 +44,7 @@ from registryd.domain import users
 from registryd.domain.services import Services
 from registryd.errors import RegistryError
 from registryd.gc.collector import Collector
-from registryd.gc.periodic import log_report
+from registryd.gc.periodic import log_report, record_run
 from registryd.gc.report import Report
 from registryd.gc.scrub import ScrubReport, scrub
 from registryd.http.tls import new_context
@@ -216,6 +216,7 @@ async def _gc(settings: Settings, dry_run: bool) -> Report:
             report = await Collector(svc).run(dry_run=dry_run)
         finally:
             await gc_queries.collector_unlock(lock_conn)
+        await record_run(svc, report, "command")
     log_report(report)
     return report
 

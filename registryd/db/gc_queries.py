@@ -10,7 +10,10 @@ there is no reference the check could miss. Seconds are ``float`` parameters.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from registryd.db.process_owner import owner_alive_sql
 from registryd.db.queries import Conn
@@ -784,3 +787,45 @@ async def lock_blob_row_exclusively(conn: Conn, digest: Digest) -> bool:
     """Lock the row against writers until the transaction ends; False if there is none."""
     found = await conn.fetchval("SELECT 1 FROM blobs WHERE digest = $1 FOR UPDATE", str(digest))
     return found is not None
+
+
+# Run records --------------------------------------------------------------------------
+
+# Runs kept for the admin pages; older records are dropped as new ones come.
+KEPT_RUNS = 500
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    finished_at: datetime
+    trigger: str
+    dry_run: bool
+    finished: bool
+    counts: dict[str, Any]
+
+
+async def insert_run(
+    conn: Conn, trigger: str, dry_run: bool, finished: bool, counts: dict[str, Any]
+) -> None:
+    await conn.execute(
+        "INSERT INTO gc_runs (trigger, dry_run, finished, counts) VALUES ($1, $2, $3, $4::jsonb)",
+        trigger,
+        dry_run,
+        finished,
+        json.dumps(counts),
+    )
+    await conn.execute(
+        "DELETE FROM gc_runs WHERE run_id <= (SELECT max(run_id) FROM gc_runs) - $1", KEPT_RUNS
+    )
+
+
+async def fetch_runs(conn: Conn, limit: int) -> list[RunRow]:
+    rows = await conn.fetch(
+        "SELECT finished_at, trigger, dry_run, finished, counts FROM gc_runs"
+        " ORDER BY run_id DESC LIMIT $1",
+        limit,
+    )
+    return [
+        RunRow(r["finished_at"], r["trigger"], r["dry_run"], r["finished"], json.loads(r["counts"]))
+        for r in rows
+    ]

@@ -11,6 +11,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+import asyncpg
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
@@ -79,6 +80,17 @@ def log_report(report: Report) -> None:
     )
 
 
+async def record_run(svc: Services, report: Report, trigger: str) -> None:
+    """Keep the run's counts for the admin pages; a failure to record is only logged."""
+    try:
+        async with svc.pool.acquire() as conn:
+            await gc_queries.insert_run(
+                conn, trigger, report.dry_run, report.finished, report.counts()
+            )
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        log.warning("could not record the garbage collection run", exc_info=True)
+
+
 async def collect_if_free(svc: Services, metrics: GcMetrics | None = None) -> Report | None:
     """Run one collection unless another process is collecting (then None)."""
     async with svc.pool.acquire() as lock_conn:
@@ -95,6 +107,7 @@ async def collect_if_free(svc: Services, metrics: GcMetrics | None = None) -> Re
         finally:
             await gc_queries.collector_unlock(lock_conn)
     log_report(report)
+    await record_run(svc, report, "server")
     if metrics is not None:
         metrics.observe(report)
     return report

@@ -118,6 +118,7 @@ def create_ui_app() -> web.Application:
             web.post("/admin/users/{username}", admin.change_user),
             web.get("/admin/storage", admin.storage, name="admin_storage"),
             web.get("/admin/mirrors", admin.mirrors, name="admin_mirrors"),
+            web.get("/admin/gc", admin.garbage_collection, name="admin_gc"),
             web.get("/r/{name:.+?}/-/manifest/{digest}", image.manifest),
             web.get("/r/{name:.+?}/-/v1/{image_id}", image.v1_image),
             web.post("/r/{name:.+?}/-/visibility", repository.set_visibility),

@@ -10,6 +10,9 @@ from aiohttp.pytest_plugin import AiohttpClient
 
 from registryd.app import create_app
 from registryd.config import Settings, Upstream
+from registryd.gc.periodic import collect_if_free
+from registryd.keys import SERVICES
+from tests.conftest import Client
 from tests.process.conftest import free_port
 from tests.support.docker_v1 import basic
 from tests.ui.conftest import ADMIN, ALICE, BOB, Browser, MakeBrowser, Seeded
@@ -137,3 +140,23 @@ async def test_admin_sees_each_mirror_upstream_and_its_last_failure(
     assert "anonymous" in page.text
     assert "Last failure" in page.text
     assert "mirror.example" in page.text.split('class="error"', 1)[1]  # the failure, named
+
+
+async def test_admin_sees_the_last_garbage_collection_runs(
+    seeded: Seeded, client: Client, new_browser: MakeBrowser
+) -> None:
+    admin = new_browser()
+    await admin.login(*ADMIN)
+    assert "No collection has run yet" in (await admin.get("/ui/admin/gc")).text
+    svc = client.app[SERVICES]
+    assert await collect_if_free(svc) is not None
+    report = await collect_if_free(dataclasses.replace(svc))
+    assert report is not None
+    page = await admin.get("/ui/admin/gc")
+    assert page.status == 200
+    assert page.text.count("<tr><td>") == 2  # two runs, newest first
+    assert "server" in page.text
+    assert "finished" in page.text
+    alice = new_browser()
+    await alice.login(*ALICE)
+    assert (await alice.get("/ui/admin/gc")).status == 403

@@ -1,5 +1,5 @@
-"""Administration: accounts (create, disable, make admin), storage per repository, and the
-mirrored upstreams' state."""
+"""Administration: accounts (create, disable, make admin), storage per repository, the
+last garbage collection runs and the mirrored upstreams' state."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from registryd.auth.passwords import hash_password
-from registryd.db import queries, ui_queries
+from registryd.db import gc_queries, queries, ui_queries
 from registryd.db.ui_queries import Viewer
 from registryd.domain.users import validate_email, validate_password, validate_username
 from registryd.errors import RequestInvalid, UserInvalid, UserUnknown
@@ -148,3 +148,19 @@ async def mirrors(request: web.Request) -> web.Response:
             )
         )
     return await page(request, "admin_mirrors.html", identity=identity, upstreams=states)
+
+
+async def garbage_collection(request: web.Request) -> web.Response:
+    """The last garbage collection runs, newest first (from every process and command)."""
+    identity = await session.viewer(request)
+    require_admin(request, identity)
+    async with request.config_dict[SERVICES].pool.acquire() as conn:
+        runs = await gc_queries.fetch_runs(conn, 50)
+    settings = request.config_dict[SERVICES].settings
+    return await page(
+        request,
+        "admin_gc.html",
+        identity=identity,
+        runs=runs,
+        interval_seconds=settings.gc_interval_seconds,
+    )
