@@ -18,7 +18,7 @@ from typing import Any
 
 from registryd import jsonbody
 from registryd.db import queries, reference_queries
-from registryd.db.queries import ManifestRow, ReferrerRow, RepositoryRow
+from registryd.db.queries import Conn, ManifestRow, ReferrerRow, RepositoryRow
 from registryd.digest import Digest, digest_of
 from registryd.domain.services import Services
 from registryd.errors import (
@@ -208,24 +208,36 @@ async def put_manifest(
                     f"descriptor of {ref} says size {parsed.sizes[ref]}, "
                     f"the stored content has {stored[ref]} bytes"
                 )
-        await queries.upsert_manifest(
-            conn,
-            repo.repository_id,
-            digest,
-            parsed.media_type,
-            body,
-            parsed.subject,
-            parsed.artifact_type,
-            parsed.annotations,
-        )
-        await queries.insert_manifest_references(
-            conn, repo.repository_id, digest, parsed.blobs + parsed.children
-        )
         if not isinstance(reference, Digest):
-            await queries.upsert_v2_tag(conn, repo.repository_id, reference, digest)
-        for tag in tags:
-            await queries.upsert_v2_tag(conn, repo.repository_id, tag, digest)
+            tags = [reference, *tags]
+        await store_manifest(conn, repo.repository_id, digest, body, parsed, tags)
     return digest, parsed
+
+
+async def store_manifest(
+    conn: Conn,
+    repository_id: int,
+    digest: Digest,
+    body: bytes,
+    parsed: ParsedManifest,
+    tags: Sequence[str],
+) -> None:
+    """Write a checked manifest, what it refers to and its tags (in the caller's transaction)."""
+    await queries.upsert_manifest(
+        conn,
+        repository_id,
+        digest,
+        parsed.media_type,
+        body,
+        parsed.subject,
+        parsed.artifact_type,
+        parsed.annotations,
+    )
+    await queries.insert_manifest_references(
+        conn, repository_id, digest, parsed.blobs + parsed.children
+    )
+    for tag in tags:
+        await queries.upsert_v2_tag(conn, repository_id, tag, digest)
 
 
 async def get_manifest(svc: Services, name: RepositoryName, reference: Reference) -> ManifestRow:

@@ -16,7 +16,7 @@ import time
 from registryd.db import mirror_queries, queries
 from registryd.db.queries import ManifestRow
 from registryd.digest import Digest, digest_of
-from registryd.domain.manifests import Reference, parse_manifest
+from registryd.domain.manifests import Reference, parse_manifest, store_manifest
 from registryd.errors import ManifestInvalid, ManifestUnknown
 from registryd.mirror.errors import UpstreamError, UpstreamInvalid
 from registryd.mirror.routing import Target
@@ -126,22 +126,9 @@ async def _store(
         raise UpstreamInvalid(name, f"cannot cache this manifest: {exc.reason}") from None
     async with mirror.svc.pool.acquire() as conn, conn.transaction():
         repo = await queries.ensure_repository(conn, target.local)
-        await queries.upsert_manifest(
-            conn,
-            repo.repository_id,
-            digest,
-            parsed.media_type,
-            body,
-            parsed.subject,
-            parsed.artifact_type,
-            parsed.annotations,
-        )
-        await queries.insert_manifest_references(
-            conn, repo.repository_id, digest, parsed.blobs + parsed.children
-        )
-        if not isinstance(reference, Digest):
-            # Sets the tag's updated_at: the moment it was confirmed.
-            await queries.upsert_v2_tag(conn, repo.repository_id, reference, digest)
+        # A tag's updated_at is set here: the moment the upstream confirmed it.
+        tags = [] if isinstance(reference, Digest) else [reference]
+        await store_manifest(conn, repo.repository_id, digest, body, parsed, tags)
     return ManifestRow(digest=digest, media_type=parsed.media_type, body=body)
 
 
