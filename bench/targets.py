@@ -171,6 +171,10 @@ def start_registryd(
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRYD_")}
     env["REGISTRYD_AUTH_MODE"] = auth_mode
+    # Every simulated client comes from 127.0.0.1: the per-address connection cap (a
+    # defence against one host holding every descriptor) would reset the rollout's
+    # 1,500 connections, as it would for clients behind one proxy.
+    env["REGISTRYD_MAX_CONNECTIONS_PER_ADDRESS"] = "0"
     if auth_mode == "token":
         env["REGISTRYD_ADMIN_USER"], env["REGISTRYD_ADMIN_PASSWORD"] = ADMIN_USER, ADMIN_PASSWORD
     if tls is not None:
