@@ -17,10 +17,12 @@ supervisor to act.
 from __future__ import annotations
 
 import collections
+import ctypes
 import dataclasses
 import logging
 import multiprocessing
 import multiprocessing.connection
+import os
 import signal
 import socket
 import time
@@ -70,7 +72,7 @@ def serve_workers(settings: Settings, run_worker: Callable[[Settings], int]) -> 
         def new_worker(n: int) -> BaseProcess:
             return context.Process(
                 target=_worker_main,
-                args=(run_worker, worker_settings),
+                args=(run_worker, worker_settings, os.getpid()),
                 name=f"registryd-worker-{n}",
             )
 
@@ -172,8 +174,28 @@ def _wait_for_first_exit(workers: list[BaseProcess]) -> BaseProcess:
     return by_sentinel[ready[0]]  # type: ignore[index]
 
 
-def _worker_main(run_worker: Callable[[Settings], int], settings: Settings) -> None:
+# prctl(2) option: the signal a process gets when its parent dies (Linux).
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """A worker must not outlive its parent: after a ``kill -9`` of the parent it would
+    go on serving the port beside the set a supervisor starts next. On Linux the kernel
+    sends SIGTERM (a drain) when the parent dies; elsewhere nothing changes."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        raise SystemExit(1)
+
+
+def _worker_main(
+    run_worker: Callable[[Settings], int], settings: Settings, parent_pid: int
+) -> None:
     # The parent's handlers were inherited by the fork; the worker's loop installs its own.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_DFL)
+    _die_with_parent(parent_pid)
     raise SystemExit(run_worker(settings))

@@ -63,3 +63,20 @@ async def test_a_killed_worker_is_replaced_and_the_server_keeps_serving(
         for session in sessions:
             await session.close()
     assert await asyncio.to_thread(server.stop) == 0
+
+
+async def test_workers_do_not_outlive_a_killed_parent(
+    launcher: Launcher,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+    database_url: str,
+) -> None:
+    """kill -9 of the parent: its workers drain and exit instead of serving on as orphans
+    beside the set a supervisor starts next."""
+    server = launcher.start(tmp_path / "data", database_url, "--workers", "2")
+    workers = [psutil.Process(pid) for pid in await asyncio.to_thread(_worker_pids, server.pid)]
+    assert len(workers) == 2
+    server.proc.send_signal(signal.SIGKILL)
+    await asyncio.to_thread(server.proc.wait, 10)
+    gone, alive = await asyncio.to_thread(psutil.wait_procs, workers, 30)
+    assert not alive, f"orphaned workers still running: {[p.pid for p in alive]}"
+    assert len(gone) == 2
