@@ -6,8 +6,10 @@ from aiohttp import web
 
 from registryd.auth.policy import Action
 from registryd.db import ui_queries
+from registryd.db.ui_queries import RepositoryHeader
 from registryd.digest import Digest
 from registryd.domain import manifests, repositories, tags
+from registryd.domain.services import Services
 from registryd.errors import RequestInvalid
 from registryd.keys import SERVICES
 from registryd.names import parse_tag
@@ -62,13 +64,22 @@ async def repository(request: web.Request) -> web.Response:
     )
 
 
-async def set_visibility(request: web.Request) -> web.StreamResponse:
+async def _form_on_repository(
+    request: web.Request, action: Action
+) -> tuple[dict[str, str], Services, RepositoryHeader]:
+    """A state-changing form on the URL's repository: CSRF checked, the viewer allowed
+    ``action`` there (as the APIs decide); the form's fields, the services, the repository."""
     fields = await checked_form(request)
     identity = await session.viewer(request)
     svc = request.config_dict[SERVICES]
     async with svc.pool.acquire() as conn:
         repo = await readable_repository(request, conn, identity, request.match_info["name"])
-    require(request, identity, repo, Action.WRITE)
+    require(request, identity, repo, action)
+    return fields, svc, repo
+
+
+async def set_visibility(request: web.Request) -> web.StreamResponse:
+    fields, svc, repo = await _form_on_repository(request, Action.WRITE)
     access = field(fields, "access")
     if access not in ("private", "public"):
         raise RequestInvalid("access must be private or public")
@@ -77,12 +88,7 @@ async def set_visibility(request: web.Request) -> web.StreamResponse:
 
 
 async def delete_tag(request: web.Request) -> web.StreamResponse:
-    fields = await checked_form(request)
-    identity = await session.viewer(request)
-    svc = request.config_dict[SERVICES]
-    async with svc.pool.acquire() as conn:
-        repo = await readable_repository(request, conn, identity, request.match_info["name"])
-    require(request, identity, repo, Action.DELETE)
+    fields, svc, repo = await _form_on_repository(request, Action.DELETE)
     tag = parse_tag(field(fields, "tag"))
     if fields.get("origin") == "v1":
         await tags.delete_tag(svc, repo.name, tag)
@@ -92,12 +98,7 @@ async def delete_tag(request: web.Request) -> web.StreamResponse:
 
 
 async def delete_manifest(request: web.Request) -> web.StreamResponse:
-    fields = await checked_form(request)
-    identity = await session.viewer(request)
-    svc = request.config_dict[SERVICES]
-    async with svc.pool.acquire() as conn:
-        repo = await readable_repository(request, conn, identity, request.match_info["name"])
-    require(request, identity, repo, Action.DELETE)
+    fields, svc, repo = await _form_on_repository(request, Action.DELETE)
     digest = Digest.parse(field(fields, "digest"))
     await manifests.delete_manifest(svc, repo.name, digest)
     return see_other(f"{repository_url(str(repo.name))}?notice=manifest-deleted")
