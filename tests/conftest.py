@@ -8,6 +8,7 @@ Migrations are applied once into a template; every test gets a fresh clone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import secrets
 import shutil
@@ -85,21 +86,30 @@ def template_ready(pg_server_url: str) -> Iterator[str]:
     asyncio.run(_drop_template(pg_server_url))
 
 
-@pytest.fixture
-async def database_url(template_ready: str) -> AsyncIterator[str]:
-    """A fresh, migrated database for this test only."""
-    name = "t_" + secrets.token_hex(6)
-    conn = await asyncpg.connect(template_ready)
+@contextlib.asynccontextmanager
+async def fresh_database(server_url: str, prefix: str = "t_") -> AsyncIterator[str]:
+    """A migrated database cloned from the template, dropped on exit; yields its URL."""
+    name = prefix + secrets.token_hex(6)
+    conn = await asyncpg.connect(server_url)
     try:
         await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
     finally:
         await conn.close()
-    yield url_of_database(template_ready, name)
-    conn = await asyncpg.connect(template_ready)
     try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        yield url_of_database(server_url, name)
     finally:
-        await conn.close()
+        conn = await asyncpg.connect(server_url)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
+@pytest.fixture
+async def database_url(template_ready: str) -> AsyncIterator[str]:
+    """A fresh, migrated database for this test only."""
+    async with fresh_database(template_ready) as url:
+        yield url
 
 
 @pytest.fixture

@@ -8,9 +8,7 @@ app on a real socket, with its own database.
 
 from __future__ import annotations
 
-import base64
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -23,16 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import asyncpg
 import pytest
 from aiohttp.pytest_plugin import AiohttpClient
 
 from registryd.app import create_app
 from registryd.config import Settings, Upstream
-from registryd.db.embedded import database_url as url_of_database
-from tests.conftest import TEMPLATE_DB, Client
+from tests.conftest import Client, fresh_database
 from tests.mirror.proxy import Proxy
 from tests.process.conftest import Launcher, ServerProcess, free_port, launcher
+from tests.support.docker_v1 import basic
 from tests.support.v2client import V2Client
 
 __all__ = ["launcher"]
@@ -42,25 +39,11 @@ ADMIN_PASSWORD = "upstream-secret-pw"
 NAMESPACE = "upstream.test"
 
 
-def basic(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-
-
 @pytest.fixture
 async def upstream_database_url(template_ready: str) -> AsyncIterator[str]:
     """A second fresh database, for the upstream registryd."""
-    name = "t_up_" + secrets.token_hex(6)
-    conn = await asyncpg.connect(template_ready)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
-    finally:
-        await conn.close()
-    yield url_of_database(template_ready, name)
-    conn = await asyncpg.connect(template_ready)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    async with fresh_database(template_ready, "t_up_") as url:
+        yield url
 
 
 @dataclass

@@ -8,16 +8,10 @@ import asyncpg
 
 from registryd.config import Upstream
 from tests.conftest import Client
-from tests.mirror.conftest import (
-    ADMIN,
-    ADMIN_PASSWORD,
-    NAMESPACE,
-    StartMirror,
-    UpstreamRegistry,
-    basic,
-)
+from tests.mirror.conftest import ADMIN, ADMIN_PASSWORD, NAMESPACE, StartMirror, UpstreamRegistry
 from tests.mirror.proxy import Proxy
 from tests.mirror.test_pull_through import ACCEPT, pull
+from tests.support.docker_v1 import basic
 from tests.support.v2client import V2Client, image_manifest, sha256
 
 

@@ -14,10 +14,10 @@ from tests.mirror.conftest import (
     Distribution,
     StartMirror,
     StartUpstream,
-    basic,
 )
 from tests.mirror.proxy import Proxy
 from tests.mirror.test_pull_through import ACCEPT, pull
+from tests.support.docker_v1 import basic
 from tests.support.v2client import OCI_MANIFEST, image_manifest, sha256
 
 
