@@ -31,6 +31,7 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 
 from registryd.config import Settings
+from registryd.ops.logs import restart_logging_after_fork
 
 log = logging.getLogger("registryd")
 
@@ -198,4 +199,10 @@ def _worker_main(
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_DFL)
     _die_with_parent(parent_pid)
-    raise SystemExit(run_worker(settings))
+    stop_logging = restart_logging_after_fork()
+    try:
+        code = run_worker(settings)
+    finally:
+        # The child leaves by os._exit (no atexit): flush its records here.
+        stop_logging()
+    raise SystemExit(code)

@@ -77,26 +77,64 @@ def formatter_for(log_format: str, stream: TextIO) -> logging.Formatter:
     return TextFormatter() if log_format == "text" else JsonFormatter()
 
 
+class _Pipeline:
+    """The root's queue handler and the thread that drains it into the real handler."""
+
+    def __init__(self, handler: logging.Handler) -> None:
+        self.handler = handler
+        self.records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+        self.enqueue = _QueueHandler(self.records)
+        self.listener = self._listener()
+
+    def _listener(self) -> logging.handlers.QueueListener:
+        return logging.handlers.QueueListener(
+            self.records, self.handler, respect_handler_level=True
+        )
+
+    def restart_in_child(self) -> Callable[[], None]:
+        # A forked child inherits the queue handler but not the thread that drains it:
+        # its records would pile up unwritten. Give it a queue and a thread of its own
+        # (records the parent had queued stay the parent's to write).
+        self.records = queue.SimpleQueue()
+        self.enqueue.queue = self.records
+        self.listener = self._listener()
+        self.listener.start()
+        return self.listener.stop
+
+
+_pipeline: _Pipeline | None = None
+
+
 def configure_logging(level: str, log_format: str, stream: TextIO) -> Callable[[], None]:
     """Route every logger through a queue to ``stream``; return the function that flushes and stops.
 
     Starts a thread; call once, from the main thread, before serving.
     """
+    global _pipeline
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter_for(log_format, stream))
-    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    listener = logging.handlers.QueueListener(records, handler, respect_handler_level=True)
+    pipeline = _pipeline = _Pipeline(handler)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
-    root.addHandler(_QueueHandler(records))
+    root.addHandler(pipeline.enqueue)
     root.setLevel(level.upper())
     for name in _CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
-    listener.start()
+    pipeline.listener.start()
 
     def stop() -> None:
-        listener.stop()
+        pipeline.listener.stop()
         root.handlers.clear()
 
     return stop
+
+
+def restart_logging_after_fork() -> Callable[[], None]:
+    """In a forked worker: write this process's records again; return the flush-and-stop.
+
+    Without a configured pipeline (a worker started by a test) there is nothing to do.
+    """
+    if _pipeline is None:
+        return lambda: None
+    return _pipeline.restart_in_child()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from pathlib import Path
 
@@ -73,3 +74,27 @@ async def test_a_dead_worker_stops_the_set_when_out_of_restarts(
     assert "stopping the others" in server.log()
     for worker in workers[1:]:
         assert not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE
+
+
+async def test_every_worker_writes_its_log_lines(
+    launcher: Launcher, tmp_path: Path, database_url: str
+) -> None:
+    """A forked worker has no thread draining its log queue unless it starts its own."""
+    server = launcher.start(tmp_path / "data", database_url, "--workers", "2")
+    workers = await asyncio.to_thread(_workers, server.pid)
+    sessions = [aiohttp.ClientSession(base_url=server.url) for _ in range(16)]
+    try:
+        for n, session in enumerate(sessions):
+            async with session.get("/v1/_ping", headers={"X-Request-Id": f"ping-{n}"}) as resp:
+                assert resp.status == 200
+    finally:
+        for s in sessions:
+            await s.close()
+    assert await asyncio.to_thread(server.stop) == 0
+    lines = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
+    access = [line for line in lines if line["logger"] == "registryd.access"]
+    pings = {
+        str(line["request_id"]) for line in access if str(line["request_id"]).startswith("ping-")
+    }
+    assert pings == {f"ping-{n}" for n in range(16)}  # both workers' lines, none lost
+    assert len(workers) == 2
