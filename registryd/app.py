@@ -32,9 +32,9 @@ from registryd.ops.storage import ObservedFilesystemBackend
 from registryd.storage.filesystem import FilesystemBackend
 from registryd.ui.app import mount as mount_ui
 from registryd.v1 import errors as v1_errors
-from registryd.v1.routes import add_routes as add_v1_routes
-from registryd.v2 import errors as v2_errors
-from registryd.v2.routes import add_routes as add_v2_routes
+from registryd.v1 import routes as v1_routes
+from registryd.v1.ping import get_ping
+from registryd.v2 import routes as v2_routes
 
 log = logging.getLogger(__name__)
 
@@ -160,15 +160,17 @@ async def forget_access_facts_after_writes(
 
 
 def create_app(settings: Settings) -> web.Application:
-    """Build the application; ``settings.database_url`` must point at a migrated database."""
+    """Build the application; ``settings.database_url`` must point at a migrated database.
+
+    Each protocol is a sub-application with its own error renderer: v1 under ``/v1``, v2
+    under ``/v2``, the web UI under ``/ui``. The root serves the probes, the metrics and
+    docker's ``/_ping``, and answers what no sub-application took in v1's legacy shape
+    (``{"error": ...}``), as the original registry did.
+    """
     app = web.Application(
         middlewares=[
             observe_middleware,
-            error_middleware(
-                [("/v1/", v1_errors.render), ("/v2", v2_errors.render)],
-                v1_errors.render,
-            ),
-            mirror_middleware,
+            error_middleware(v1_errors.render, v1_errors.render_internal),
             forget_access_facts_after_writes,
         ],
     )
@@ -181,8 +183,10 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_services)
     app.cleanup_ctx.append(collect_in_background)
     ops_routes.add_routes(app)
-    add_v1_routes(app)
-    add_v2_routes(app)
+    app.router.add_get("/_ping", get_ping)  # v1 spec §5.1: docker asks the root too
+    app.add_subapp(v1_routes.PREFIX, v1_routes.create_app())
+    app.add_subapp(v2_routes.PREFIX, v2_routes.create_app([mirror_middleware]))
+    app.cleanup_ctx.append(v2_routes.expire_uploads_periodically)
     app.cleanup_ctx.append(mirror_context)
     mount_ui(app)
     return app

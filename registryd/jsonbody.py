@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 # Real manifests and image configs nest a handful of levels; 64 leaves ample room.
@@ -84,3 +85,31 @@ def parse(body: bytes) -> Any:
     if check_text or body.count(b"[") + body.count(b"{") > MAX_DEPTH:
         _check(value, check_text)
     return value
+
+
+def parse_or_raise(
+    body: bytes, error: Callable[[str], Exception], *, syntax_reason: str = SYNTAX_ERROR
+) -> Any:
+    """``parse``, raising ``error(reason)`` instead of JsonInvalid: each caller's domain error.
+
+    ``syntax_reason`` replaces the reason for bytes that are not JSON at all (protocols word
+    that case differently on the wire).
+    """
+    try:
+        return parse(body)
+    except JsonInvalid as exc:
+        reason = syntax_reason if exc.reason == SYNTAX_ERROR else exc.reason
+        raise error(reason) from None
+
+
+def stored_object(body: bytes | None) -> dict[str, Any] | None:
+    """The JSON object in stored bytes shown for display (a config, an index), or None when
+    they are absent, not JSON, or not an object. Never raises: what a client once pushed
+    must not break a page. Unlike ``parse`` it keeps NUL and NaN (display only)."""
+    if body is None:
+        return None
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):  # also bad UTF-8; RecursionError: absurd nesting
+        return None
+    return data if isinstance(data, dict) else None

@@ -27,14 +27,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import asyncpg
 
-from registryd.db import queries
-from registryd.db.queries import Conn, RepositoryRow
+from registryd.db import repository_queries
+from registryd.db.conn import Conn
+from registryd.db.repository_queries import RepositoryRow
+from registryd.lru import Lru
 from registryd.names import RepositoryName
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ class AccessFacts:
         self._pool = pool
         self._database_url = database_url
         self._enabled = enabled and database_url is not None
-        self._entries: OrderedDict[tuple[str, str], tuple[float, Any]] = OrderedDict()
+        self._entries: Lru[tuple[str, str], tuple[float, Any]] = Lru(MAX_ENTRIES)
         self._generation = 0
         self._armed = False
         self._listener: asyncpg.Connection | None = None
@@ -77,7 +78,7 @@ class AccessFacts:
         """The repository's row, or None if it does not exist."""
 
         async def fetch(conn: Conn) -> RepositoryRow | None:
-            return await queries.fetch_repository(conn, name)
+            return await repository_queries.fetch_repository(conn, name)
 
         return await self._lookup(("repository", str(name)), fetch)
 
@@ -85,14 +86,14 @@ class AccessFacts:
         """Repositories that declare or tag the v1 image, each with whether it declared it."""
 
         async def fetch(conn: Conn) -> Referencing:
-            return await queries.fetch_repositories_referencing(conn, image_id)
+            return await repository_queries.fetch_repositories_referencing(conn, image_id)
 
         return await self._lookup(("image", image_id), fetch)
 
     async def _lookup(self, key: tuple[str, str], fetch: Callable[[Conn], Awaitable[T]]) -> T:
         now = time.monotonic()
         if self._armed:
-            entry = self._entries.get(key)
+            entry = self._entries.peek(key)
             if entry is not None and now - entry[0] < MAX_AGE_SECONDS:
                 self.hits += 1
                 value: T = entry[1]
@@ -102,10 +103,7 @@ class AccessFacts:
         async with self._pool.acquire() as conn:
             fetched = await fetch(conn)
         if self._armed and generation == self._generation:
-            self._entries[key] = (now, fetched)
-            self._entries.move_to_end(key)
-            while len(self._entries) > MAX_ENTRIES:
-                self._entries.popitem(last=False)
+            self._entries.put(key, (now, fetched))
         return fetched
 
     async def run(self) -> None:

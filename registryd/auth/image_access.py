@@ -17,8 +17,9 @@ from aiohttp import web
 from registryd.auth.credentials import Caller, resolve_caller
 from registryd.auth.policy import TOKEN_ALLOWS, Action, may, note_for_access_log, refuse
 from registryd.config import Settings
-from registryd.db import image_owner_queries, queries
-from registryd.db.queries import Conn, RepositoryRow
+from registryd.db import image_owner_queries, repository_queries, v1_image_queries
+from registryd.db.conn import Conn
+from registryd.db.repository_queries import RepositoryRow
 from registryd.errors import AccessDenied, ImageHeldElsewhere, ImageNotDeclared
 from registryd.keys import SERVICES
 from registryd.names import ImageId, RepositoryName
@@ -65,7 +66,7 @@ class ImageAccess:
 
 
 async def image_access(request: web.Request) -> ImageAccess:
-    svc = request.app[SERVICES]
+    svc = request.config_dict[SERVICES]
     return ImageAccess(await resolve_caller(request, svc), svc.settings)
 
 
@@ -80,7 +81,7 @@ async def may_reuse(
     """
     if access.unrestricted:
         return True
-    found = await queries.fetch_repositories_referencing(conn, image_id)
+    found = await repository_queries.fetch_repositories_referencing(conn, image_id)
     if any(repo.name == into for repo, _ in found) or access.may_read(repo for repo, _ in found):
         return True
     owner = await image_owner_queries.fetch_image_owner(conn, image_id)
@@ -124,12 +125,12 @@ async def authorize_image_read(request: web.Request, image_id: ImageId) -> bool:
         return True
     if caller.via_token and not access.token_allows(Action.READ):
         raise AccessDenied("Token does not grant read access")
-    svc = request.app[SERVICES]
+    svc = request.config_dict[SERVICES]
     if svc.access is not None:  # reads may use the per-process cache; writes never do
         found = await svc.access.image_references(image_id)
     else:
         async with svc.pool.acquire() as conn:
-            found = await queries.fetch_repositories_referencing(conn, image_id)
+            found = await repository_queries.fetch_repositories_referencing(conn, image_id)
     referencing = [repo for repo, _ in found]
     if access.may_read(referencing):
         return _publicly_readable(access.settings, referencing)
@@ -152,14 +153,14 @@ async def authorize_image_write(request: web.Request, image_id: ImageId) -> Call
         return caller
     if caller.via_token and not access.token_allows(Action.WRITE):
         raise AccessDenied("Token does not grant write access")
-    async with request.app[SERVICES].pool.acquire() as conn:
-        found = await queries.fetch_repositories_referencing(conn, image_id)
+    async with request.config_dict[SERVICES].pool.acquire() as conn:
+        found = await repository_queries.fetch_repositories_referencing(conn, image_id)
         writable = [repo for repo, declared in found if declared and access.may_write(repo.name)]
         if not writable:
             if caller.via_token:
                 raise ImageNotDeclared()
             raise refuse(caller, "No write access to this image")
-        image = await queries.fetch_image(conn, image_id)
+        image = await v1_image_queries.fetch_image(conn, image_id)
         if image is not None and image.is_complete:
             return caller
         async with conn.transaction():

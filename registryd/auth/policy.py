@@ -16,8 +16,8 @@ from registryd.auth.credentials import Caller, resolve_caller
 from registryd.auth.identity import Identity
 from registryd.auth.tokens import Grant
 from registryd.config import Settings
-from registryd.db import queries
-from registryd.db.queries import RepositoryRow
+from registryd.db import repository_queries
+from registryd.db.repository_queries import RepositoryRow
 from registryd.domain.services import Services
 from registryd.errors import AccessDenied, Unauthenticated
 from registryd.keys import REPOSITORY, SERVICES, USER
@@ -148,12 +148,12 @@ async def repository_facts(svc: Services, name: RepositoryName) -> RepositoryRow
     if svc.access is not None:
         return await svc.access.repository(name)
     async with svc.pool.acquire() as conn:
-        return await queries.fetch_repository(conn, name)
+        return await repository_queries.fetch_repository(conn, name)
 
 
 async def authorize(request: web.Request, action: Action, repository: RepositoryName) -> Caller:
     """Allow ``action`` on ``repository`` or raise Unauthenticated/AccessDenied."""
-    svc = request.app[SERVICES]
+    svc = request.config_dict[SERVICES]
     caller = await resolve_caller(request, svc)
     note_for_access_log(request, caller, repository)
     if svc.settings.auth_mode == "none":

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from registryd.db.conn import Conn
 from registryd.db.process_owner import owner_alive_sql
-from registryd.db.queries import Conn
 from registryd.digest import Digest
 
 # Reviews of rows another transaction holds are retried this much later.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from registryd.db.queries import Conn
+from registryd.db.conn import Conn
 from registryd.names import ImageId, RepositoryName
 
 

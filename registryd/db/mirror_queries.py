@@ -8,7 +8,8 @@ whether it is served as is or revalidated.
 
 from __future__ import annotations
 
-from registryd.db.queries import Conn, ManifestRow
+from registryd.db.conn import Conn
+from registryd.db.manifest_queries import ManifestRow
 from registryd.digest import Digest
 
 

@@ -8,7 +8,7 @@ for manifests that refer to it. Whichever comes second sees the other's result.
 
 from __future__ import annotations
 
-from registryd.db.queries import Conn
+from registryd.db.conn import Conn
 from registryd.digest import Digest
 
 

@@ -6,14 +6,14 @@ so a row the viewer may not read never leaves the database.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from registryd.db.queries import Conn
+from registryd.db.conn import Conn
+from registryd.jsonbody import stored_object
 from registryd.names import RepositoryName
 
 INDEX_MEDIA_TYPES = (
@@ -252,20 +252,10 @@ async def fetch_tags_page(
             media_type=r["media_type"] or V1_IMAGE_MEDIA_TYPE,
             pushed_at=r["updated_at"],
             size_bytes=r["size_bytes"],
-            index=_json_object(r["index_body"]),
+            index=stored_object(r["index_body"]),
         )
         for r in rows
     ]
-
-
-def _json_object(body: bytes | None) -> dict[str, Any] | None:
-    if body is None:
-        return None
-    try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+import asyncpg
+
+from registryd.db.conn import Conn
 from registryd.db.process_owner import NAMESPACE, owner_alive_sql
-from registryd.db.queries import Conn
 
 # Second advisory-lock namespace: one lock per user while counting their sessions.
 _USER_LOCK_NAMESPACE = NAMESPACE + 1
@@ -185,3 +187,38 @@ async def fetch_session_file(conn: Conn, upload_id: str) -> tuple[bool, str | No
     """Whether the session exists, and its file generation."""
     row = await conn.fetchrow("SELECT file_token FROM v2_uploads WHERE upload_id = $1", upload_id)
     return (row is not None, row["file_token"] if row is not None else None)
+
+
+@dataclass(frozen=True, slots=True)
+class UploadRow:
+    upload_id: str
+    repository_id: int
+    size_bytes: int
+    # Set while a request writes to the session; doubles as that request's claim token.
+    busy_since: datetime | None
+
+
+def _upload(row: asyncpg.Record) -> UploadRow:
+    return UploadRow(
+        upload_id=row["upload_id"],
+        repository_id=row["repository_id"],
+        size_bytes=row["size_bytes"],
+        busy_since=row["busy_since"],
+    )
+
+
+_UPLOAD_COLUMNS = "upload_id, repository_id, size_bytes, busy_since"
+
+
+async def fetch_upload(conn: Conn, upload_id: str, repository_id: int) -> UploadRow | None:
+    row = await conn.fetchrow(
+        f"SELECT {_UPLOAD_COLUMNS} FROM v2_uploads WHERE upload_id = $1 AND repository_id = $2",
+        upload_id,
+        repository_id,
+    )
+    return _upload(row) if row is not None else None
+
+
+async def delete_upload(conn: Conn, upload_id: str) -> bool:
+    status = await conn.execute("DELETE FROM v2_uploads WHERE upload_id = $1", upload_id)
+    return bool(status == "DELETE 1")

@@ -8,10 +8,10 @@ is refused while a manifest of the repository refers to the blob.
 
 from __future__ import annotations
 
-from registryd.db import queries, reference_queries
+from registryd.db import blob_queries, reference_queries, repository_queries
 from registryd.digest import Digest
 from registryd.domain.services import Services
-from registryd.errors import BlobUnknown, RepositoryUnknown, StillReferenced
+from registryd.errors import BlobUnknown, StillReferenced
 from registryd.gc import hooks as gc_hooks
 from registryd.names import RepositoryName
 from registryd.storage.base import OpenBlob
@@ -20,9 +20,9 @@ from registryd.storage.base import OpenBlob
 async def open_blob(svc: Services, name: RepositoryName, digest: Digest) -> OpenBlob:
     """Open a blob of the repository for reading; raise BlobUnknown."""
     async with svc.pool.acquire() as conn:
-        repo = await queries.fetch_repository(conn, name)
+        repo = await repository_queries.fetch_repository(conn, name)
         size = (
-            await queries.fetch_repository_blob_size(conn, repo.repository_id, digest)
+            await blob_queries.fetch_repository_blob_size(conn, repo.repository_id, digest)
             if repo is not None
             else None
         )
@@ -35,7 +35,7 @@ async def delete_blob(svc: Services, name: RepositoryName, digest: Digest) -> No
     """Remove the blob from the repository; raise BlobUnknown if it was not there, or
     StillReferenced while a manifest of the repository refers to it."""
     async with svc.pool.acquire() as conn, conn.transaction():
-        repo = await queries.fetch_repository(conn, name)
+        repo = await repository_queries.fetch_repository(conn, name)
         # Lock first, then look (a new snapshot): a manifest PUT holding the link FOR
         # SHARE has committed by then, and its reference is seen.
         if repo is None or not await reference_queries.lock_blob_link(
@@ -47,7 +47,7 @@ async def delete_blob(svc: Services, name: RepositoryName, digest: Digest) -> No
         )
         if referrer is not None:
             raise StillReferenced(str(digest), str(referrer))
-        await queries.unlink_blob(conn, repo.repository_id, digest)
+        await blob_queries.unlink_blob(conn, repo.repository_id, digest)
 
 
 async def mount_blob(
@@ -58,25 +58,18 @@ async def mount_blob(
     The caller has checked that the client may read ``source``.
     """
     async with svc.pool.acquire() as conn:
-        source_repo = await queries.fetch_repository(conn, source)
+        source_repo = await repository_queries.fetch_repository(conn, source)
         if source_repo is None:
             return False
-        size = await queries.fetch_repository_blob_size(conn, source_repo.repository_id, digest)
+        size = await blob_queries.fetch_repository_blob_size(
+            conn, source_repo.repository_id, digest
+        )
     if size is None or await svc.storage.stat(digest) is None:
         return False
     async with svc.pool.acquire() as conn, conn.transaction():
         # Held until the link commits; collected meanwhile: nothing to mount (gc/hooks.py).
         if not await gc_hooks.hold_existing_blob(conn, digest):
             return False
-        repo = await queries.ensure_repository(conn, name)
+        repo = await repository_queries.ensure_repository(conn, name)
         await gc_hooks.link_blob(conn, repo.repository_id, digest)
     return True
-
-
-async def fetch_repository_id(svc: Services, name: RepositoryName) -> int:
-    """The repository's id; raise RepositoryUnknown."""
-    async with svc.pool.acquire() as conn:
-        repo = await queries.fetch_repository(conn, name)
-    if repo is None:
-        raise RepositoryUnknown()
-    return repo.repository_id

@@ -10,9 +10,8 @@ has vanished is forgotten on the spot (see ``domain.images``).
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
-from registryd.db.queries import ImageRow
+from registryd.db.v1_image_queries import ImageRow
+from registryd.lru import Lru
 from registryd.names import ImageId
 
 
@@ -20,32 +19,22 @@ class ImageCache:
     """At most ``max_entries`` images holding at most ``max_json_bytes`` of JSON."""
 
     def __init__(self, max_entries: int = 8192, max_json_bytes: int = 16 * 1024**2) -> None:
-        self._entries: OrderedDict[ImageId, ImageRow] = OrderedDict()
-        self._max_entries = max_entries
+        self._entries: Lru[ImageId, ImageRow] = Lru(
+            max_entries, weight=lambda image: len(image.json), max_weight=max_json_bytes
+        )
         self._max_json_bytes = max_json_bytes
-        self._json_bytes = 0
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def get(self, image_id: ImageId) -> ImageRow | None:
-        image = self._entries.get(image_id)
-        if image is not None:
-            self._entries.move_to_end(image_id)
-        return image
+        return self._entries.get(image_id)
 
     def put(self, image: ImageRow) -> None:
         """Remember ``image`` if it is complete (anything else is refused, by design)."""
         if not image.is_complete or len(image.json) > self._max_json_bytes // 16:
             return
-        self.forget(image.image_id)
-        self._entries[image.image_id] = image
-        self._json_bytes += len(image.json)
-        while len(self._entries) > self._max_entries or self._json_bytes > self._max_json_bytes:
-            _, evicted = self._entries.popitem(last=False)
-            self._json_bytes -= len(evicted.json)
+        self._entries.put(image.image_id, image)
 
     def forget(self, image_id: ImageId) -> None:
-        image = self._entries.pop(image_id, None)
-        if image is not None:
-            self._json_bytes -= len(image.json)
+        self._entries.pop(image_id)

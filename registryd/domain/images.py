@@ -14,8 +14,9 @@ from typing import Any
 
 from registryd import jsonbody
 from registryd.auth.image_access import ImageAccess, may_reuse
-from registryd.db import queries
-from registryd.db.queries import Conn, ImageRow
+from registryd.db import v1_image_queries
+from registryd.db.conn import Conn
+from registryd.db.v1_image_queries import ImageRow
 from registryd.digest import Sha256, payload_checksum_hasher
 from registryd.domain.services import Services
 from registryd.errors import (
@@ -45,10 +46,7 @@ MAX_ANCESTRY_DEPTH = 127
 
 def parse_image_json(image_id: ImageId, body: bytes) -> ImageId | None:
     """Validate a PUT json body (checks in docker-registry's order); return its parent id."""
-    try:
-        data: Any = jsonbody.parse(body)
-    except jsonbody.JsonInvalid as exc:
-        raise ImageJsonInvalid(exc.reason) from None
+    data: Any = jsonbody.parse_or_raise(body, ImageJsonInvalid)
     if not isinstance(data, dict):
         raise ImageJsonInvalid("Invalid JSON")
     if "id" not in data:
@@ -80,7 +78,7 @@ async def _ancestry(
     """
     if parent_id is None:
         return [image_id]
-    parent = await queries.fetch_image(conn, parent_id)
+    parent = await v1_image_queries.fetch_image(conn, parent_id)
     if parent is None or not await may_reuse(conn, access, parent_id):
         raise ParentUnknown()
     if not parent.is_complete:
@@ -102,18 +100,20 @@ async def put_image_json(
     """
     parent_id = parse_image_json(image_id, body)
     async with svc.pool.acquire() as conn, conn.transaction():
-        existing = await queries.fetch_image(conn, image_id)
+        existing = await v1_image_queries.fetch_image(conn, image_id)
         if existing is not None and existing.is_complete:
             raise ImageAlreadyExists()
         ancestry = await _ancestry(conn, access, image_id, parent_id)
-        generation = await queries.upsert_uploading_image(conn, image_id, body, parent_id, ancestry)
+        generation = await v1_image_queries.upsert_uploading_image(
+            conn, image_id, body, parent_id, ancestry
+        )
     if generation is None:
         raise ImageAlreadyExists()
 
 
 async def _fetch_uploading(svc: Services, image_id: ImageId) -> ImageRow:
     async with svc.pool.acquire() as conn:
-        image = await queries.fetch_image(conn, image_id)
+        image = await v1_image_queries.fetch_image(conn, image_id)
     if image is None:
         raise ImageUnknown()
     if image.is_complete:
@@ -165,7 +165,7 @@ async def _commit_layer(
     async with svc.pool.acquire() as conn, conn.transaction():
         await gc_hooks.hold_blob(conn, digest, writer.size_bytes)
         await writer.commit(digest)
-        return await queries.set_image_layer(
+        return await v1_image_queries.set_image_layer(
             conn,
             image.image_id,
             image.json_generation,
@@ -186,7 +186,7 @@ async def put_image_checksum(
     payload_checksum = payload_checksum or None
     tarsum = tarsum or None
     async with svc.pool.acquire() as conn, conn.transaction():
-        image = await queries.fetch_image_for_update(conn, image_id)
+        image = await v1_image_queries.fetch_image_for_update(conn, image_id)
         if image is None:
             raise ImageUnknown()
         if image.is_complete:
@@ -196,11 +196,11 @@ async def put_image_checksum(
                 raise LayerNotUploaded()
             if payload_checksum != image.checksum_payload:
                 raise ChecksumMismatch()
-            await queries.complete_image(conn, image_id, tarsum)
+            await v1_image_queries.complete_image(conn, image_id, tarsum)
         elif tarsum is not None:
             if image.layer_digest is not None:
                 raise TarsumUnverifiable()
-            await queries.set_image_tarsum(conn, image_id, tarsum)
+            await v1_image_queries.set_image_tarsum(conn, image_id, tarsum)
         else:
             raise ChecksumMissing()
 
@@ -214,7 +214,7 @@ async def fetch_complete_image(svc: Services, image_id: ImageId) -> ImageRow:
     if cached is not None:
         return cached
     async with svc.pool.acquire() as conn:
-        image = await queries.fetch_image(conn, image_id)
+        image = await v1_image_queries.fetch_image(conn, image_id)
     if image is None:
         raise ImageUnknown()
     if not image.is_complete:

@@ -1,4 +1,4 @@
-"""v2 manifests and tags (spec end-3, end-7 … end-9, end-12): stored byte-exact.
+"""v2 manifests (spec end-3, end-7, end-9): stored byte-exact.
 
 A manifest is kept with the exact bytes and media type it was pushed with,
 because clients verify its digest over those bytes and choose their parser
@@ -12,13 +12,14 @@ refused (StillReferenced), so no image can lose a part it needs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from registryd import jsonbody
-from registryd.db import queries, reference_queries
-from registryd.db.queries import Conn, ManifestRow, ReferrerRow, RepositoryRow
+from registryd.db import manifest_queries, reference_queries, repository_queries, v2_tag_queries
+from registryd.db.conn import Conn
+from registryd.db.manifest_queries import ManifestRow
 from registryd.digest import Digest, digest_of
 from registryd.domain.services import Services
 from registryd.errors import (
@@ -27,8 +28,6 @@ from registryd.errors import (
     ManifestBlobUnknown,
     ManifestInvalid,
     ManifestUnknown,
-    PaginationNumberInvalid,
-    RepositoryUnknown,
     StillReferenced,
 )
 from registryd.gc import hooks as gc_hooks
@@ -107,11 +106,7 @@ def _media_type(data: dict[str, Any], content_type: str | None) -> str:
 
 def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
     """Check the manifest's shape and collect what it refers to; raise ManifestInvalid."""
-    try:
-        data: Any = jsonbody.parse(body)
-    except jsonbody.JsonInvalid as exc:
-        reason = "not JSON" if exc.reason == jsonbody.SYNTAX_ERROR else exc.reason
-        raise ManifestInvalid(reason) from None
+    data: Any = jsonbody.parse_or_raise(body, ManifestInvalid, syntax_reason="not JSON")
     if not isinstance(data, dict):
         raise ManifestInvalid("not a JSON object")
     version = data.get("schemaVersion")
@@ -186,7 +181,7 @@ async def put_manifest(
     else:
         digest = digest_of(body)
     async with svc.pool.acquire() as conn, conn.transaction():
-        repo = await queries.ensure_repository(conn, name)
+        repo = await repository_queries.ensure_repository(conn, name)
         # Hold what the manifest refers to until it commits, so that garbage
         # collection cannot remove it after the check below (gc/hooks.py).
         await gc_hooks.hold_manifest_inputs(
@@ -223,7 +218,7 @@ async def store_manifest(
     tags: Sequence[str],
 ) -> None:
     """Write a checked manifest, what it refers to and its tags (in the caller's transaction)."""
-    await queries.upsert_manifest(
+    await manifest_queries.upsert_manifest(
         conn,
         repository_id,
         digest,
@@ -233,23 +228,27 @@ async def store_manifest(
         parsed.artifact_type,
         parsed.annotations,
     )
-    await queries.insert_manifest_references(
+    await manifest_queries.insert_manifest_references(
         conn, repository_id, digest, parsed.blobs + parsed.children
     )
     for tag in tags:
-        await queries.upsert_v2_tag(conn, repository_id, tag, digest)
+        await v2_tag_queries.upsert_v2_tag(conn, repository_id, tag, digest)
 
 
 async def get_manifest(svc: Services, name: RepositoryName, reference: Reference) -> ManifestRow:
     """The stored manifest; raise ManifestUnknown."""
     async with svc.pool.acquire() as conn:
-        repo = await queries.fetch_repository(conn, name)
+        repo = await repository_queries.fetch_repository(conn, name)
         manifest = None
         if repo is not None:
             if isinstance(reference, Digest):
-                manifest = await queries.fetch_manifest(conn, repo.repository_id, reference)
+                manifest = await manifest_queries.fetch_manifest(
+                    conn, repo.repository_id, reference
+                )
             else:
-                manifest = await queries.fetch_tagged_manifest(conn, repo.repository_id, reference)
+                manifest = await manifest_queries.fetch_tagged_manifest(
+                    conn, repo.repository_id, reference
+                )
     if manifest is None:
         raise ManifestUnknown(str(reference))
     return manifest
@@ -259,7 +258,7 @@ async def delete_manifest(svc: Services, name: RepositoryName, reference: Refere
     """By digest: the manifest and its tags; by tag: only the tag. Raise ManifestUnknown,
     or StillReferenced for a manifest an index of the repository refers to."""
     async with svc.pool.acquire() as conn, conn.transaction():
-        repo = await queries.fetch_repository(conn, name)
+        repo = await repository_queries.fetch_repository(conn, name)
         deleted = False
         if repo is not None:
             if isinstance(reference, Digest):
@@ -271,59 +270,10 @@ async def delete_manifest(svc: Services, name: RepositoryName, reference: Refere
                     )
                     if referrer is not None:
                         raise StillReferenced(str(reference), str(referrer))
-                    deleted = await queries.delete_manifest(conn, repo.repository_id, reference)
+                    deleted = await manifest_queries.delete_manifest(
+                        conn, repo.repository_id, reference
+                    )
             else:
-                deleted = await queries.delete_v2_tag(conn, repo.repository_id, reference)
+                deleted = await v2_tag_queries.delete_v2_tag(conn, repo.repository_id, reference)
     if not deleted:
         raise ManifestUnknown(str(reference))
-
-
-def parse_page_size(text: str | None, maximum: int) -> int | None:
-    """The ``n`` query parameter: None when absent; raise PaginationNumberInvalid."""
-    if text is None:
-        return None
-    if not text.isdigit() or len(text) > 9:
-        raise PaginationNumberInvalid(text)
-    return min(int(text), maximum)
-
-
-@dataclass(frozen=True)
-class Page:
-    items: list[str]
-    more: bool  # another page follows
-    last: str | None = None  # where the next page starts after (default: the last item)
-
-
-async def list_tags(svc: Services, name: RepositoryName, last: str | None, limit: int) -> Page:
-    """Tags after ``last`` in byte order, at most ``limit``; raise RepositoryUnknown."""
-    async with svc.pool.acquire() as conn:
-        repo = await queries.fetch_repository(conn, name)
-        if repo is None:
-            raise RepositoryUnknown()
-        tags = await queries.fetch_v2_tags_page(conn, repo.repository_id, last, limit + 1)
-    return Page(tags[:limit], len(tags) > limit)
-
-
-async def list_repositories(
-    svc: Services, last: str | None, limit: int, visible: Callable[[RepositoryRow], bool]
-) -> Page:
-    """Names of ``visible`` repositories after ``last`` in byte order, at most ``limit``.
-
-    Invisible ones are skipped, so a page may be shorter; ``more`` still tells.
-    """
-    async with svc.pool.acquire() as conn:
-        rows = await queries.fetch_repositories_page(conn, last, limit + 1)
-    page = rows[:limit]
-    names = [str(row.name) for row in page if visible(row)]
-    return Page(names, len(rows) > limit, str(page[-1].name) if page else None)
-
-
-async def list_referrers(
-    svc: Services, name: RepositoryName, subject: Digest, artifact_type: str | None
-) -> list[ReferrerRow]:
-    """Manifests of the repository whose subject is ``subject`` (empty if none, never unknown)."""
-    async with svc.pool.acquire() as conn:
-        repo = await queries.fetch_repository(conn, name)
-        if repo is None:
-            return []
-        return await queries.fetch_referrers(conn, repo.repository_id, subject, artifact_type)

@@ -9,8 +9,9 @@ from registryd import jsonbody
 from registryd.auth.identity import Identity
 from registryd.auth.image_access import ImageAccess, may_reuse
 from registryd.db import image_owner_queries as owners
-from registryd.db import queries
-from registryd.db.queries import Conn, RepositoryRow
+from registryd.db import repository_queries, user_queries
+from registryd.db.conn import Conn
+from registryd.db.repository_queries import RepositoryRow
 from registryd.domain.services import Services
 from registryd.errors import (
     AccessDenied,
@@ -26,11 +27,7 @@ SEARCH_MAX_PAGE_SIZE = 100
 
 
 def _parse(body: bytes) -> Any:
-    try:
-        return jsonbody.parse(body)
-    except jsonbody.JsonInvalid as exc:
-        reason = "Error Decoding JSON" if exc.reason == jsonbody.SYNTAX_ERROR else exc.reason
-        raise RequestInvalid(reason) from None
+    return jsonbody.parse_or_raise(body, RequestInvalid, syntax_reason="Error Decoding JSON")
 
 
 def parse_image_list(body: bytes) -> list[tuple[str, str | None]]:
@@ -97,17 +94,19 @@ async def declare(svc: Services, name: RepositoryName, body: bytes, access: Imag
     images = parse_image_list(body)
     creator = access.caller.identity
     async with svc.pool.acquire() as conn, conn.transaction():
-        user = await queries.fetch_user(conn, creator.username) if creator.username else None
-        repo = await queries.insert_repository(conn, name, user.user_id if user else None)
+        user = await user_queries.fetch_user(conn, creator.username) if creator.username else None
+        repo = await repository_queries.insert_repository(
+            conn, name, user.user_id if user else None
+        )
         if repo is None:
-            repo = await queries.ensure_repository(conn, name)
+            repo = await repository_queries.ensure_repository(conn, name)
         await _admit(conn, repo, images, access)
-        await queries.declare_images(conn, repo.repository_id, images)
+        await repository_queries.declare_images(conn, repo.repository_id, images)
 
 
 async def fetch(svc: Services, name: RepositoryName) -> RepositoryRow:
     async with svc.pool.acquire() as conn:
-        repo = await queries.fetch_repository(conn, name)
+        repo = await repository_queries.fetch_repository(conn, name)
     if repo is None:
         raise RepositoryUnknown()
     return repo
@@ -123,7 +122,7 @@ async def publicly_readable(svc: Services, name: RepositoryName) -> bool:
         repo = await svc.access.repository(name)
     else:
         async with svc.pool.acquire() as conn:
-            repo = await queries.fetch_repository(conn, name)
+            repo = await repository_queries.fetch_repository(conn, name)
     return repo is not None and repo.is_public
 
 
@@ -133,13 +132,13 @@ async def add_images(svc: Services, name: RepositoryName, body: bytes, access: I
     repo = await fetch(svc, name)
     async with svc.pool.acquire() as conn, conn.transaction():
         await _admit(conn, repo, images, access)
-        await queries.declare_images(conn, repo.repository_id, images)
+        await repository_queries.declare_images(conn, repo.repository_id, images)
 
 
 async def list_images(svc: Services, name: RepositoryName) -> list[dict[str, str]]:
     repo = await fetch(svc, name)
     async with svc.pool.acquire() as conn:
-        declared = await queries.fetch_declared_images(conn, repo.repository_id)
+        declared = await repository_queries.fetch_declared_images(conn, repo.repository_id)
     return [
         {"id": image_id, "checksum": checksum} if checksum else {"id": image_id}
         for image_id, checksum in declared
@@ -149,7 +148,7 @@ async def list_images(svc: Services, name: RepositoryName) -> list[dict[str, str
 async def delete(svc: Services, name: RepositoryName) -> None:
     repo = await fetch(svc, name)
     async with svc.pool.acquire() as conn:
-        await queries.delete_repository(conn, repo.repository_id)
+        await repository_queries.delete_repository(conn, repo.repository_id)
 
 
 def parse_properties(body: bytes) -> bool:
@@ -163,7 +162,7 @@ def parse_properties(body: bytes) -> bool:
 async def set_public(svc: Services, name: RepositoryName, is_public: bool) -> None:
     repo = await fetch(svc, name)
     async with svc.pool.acquire() as conn:
-        await queries.set_repository_public(conn, repo.repository_id, is_public)
+        await repository_queries.set_repository_public(conn, repo.repository_id, is_public)
 
 
 def _int_param(params: dict[str, str], key: str, default: int) -> int:
@@ -186,7 +185,7 @@ async def search(svc: Services, params: dict[str, str], viewer: Identity) -> dic
     everything = svc.settings.auth_mode == "none" or viewer.is_admin
     include_public = not viewer.is_anonymous or svc.settings.anonymous_pull
     async with svc.pool.acquire() as conn:
-        total, repos = await queries.search_repositories(
+        total, repos = await repository_queries.search_repositories(
             conn,
             term,
             viewer.username,

@@ -9,9 +9,8 @@ the commit re-hashes the stored bytes.
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 from registryd.digest import Hasher
+from registryd.lru import Lru
 
 # Enough for every session a busy registry has in flight; the oldest go first.
 MAX_STATES = 4096
@@ -19,25 +18,21 @@ MAX_STATES = 4096
 
 class UploadHashes:
     def __init__(self, max_states: int = MAX_STATES) -> None:
-        self._states: OrderedDict[str, tuple[int, Hasher]] = OrderedDict()
-        self._max_states = max_states
+        self._states: Lru[str, tuple[int, Hasher]] = Lru(max_states)
 
     def take(self, upload_id: str, size_bytes: int) -> Hasher | None:
         """A private copy of the state after ``size_bytes`` bytes, or None if unknown."""
         if size_bytes == 0:
             return Hasher("sha256")
-        saved = self._states.get(upload_id)
+        saved = self._states.peek(upload_id)
         if saved is None or saved[0] != size_bytes:
             return None
         return saved[1].copy()
 
     def save(self, upload_id: str, size_bytes: int, hasher: Hasher | None) -> None:
-        self._states.pop(upload_id, None)
-        if hasher is None:
-            return
-        self._states[upload_id] = (size_bytes, hasher)
-        while len(self._states) > self._max_states:
-            self._states.popitem(last=False)
+        self._states.pop(upload_id)
+        if hasher is not None:
+            self._states.put(upload_id, (size_bytes, hasher))
 
     def drop(self, upload_id: str) -> None:
-        self._states.pop(upload_id, None)
+        self._states.pop(upload_id)

@@ -28,7 +28,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from registryd.db import queries, upload_queries
+from registryd.db import repository_queries, upload_queries
 from registryd.db.upload_queries import ClaimedSession
 from registryd.digest import Digest
 from registryd.domain.services import Services
@@ -72,7 +72,7 @@ async def start_upload(svc: Services, name: RepositoryName, created_by: str | No
     upload_id = paths.new_upload_key()
     limit = svc.settings.max_uploads_per_user
     async with svc.pool.acquire() as conn, conn.transaction():
-        repo = await queries.ensure_repository(conn, name)
+        repo = await repository_queries.ensure_repository(conn, name)
         if (
             created_by is not None
             and limit
@@ -84,7 +84,7 @@ async def start_upload(svc: Services, name: RepositoryName, created_by: str | No
         await svc.storage.create_upload(upload_id)
     except BaseException:
         async with svc.pool.acquire() as conn:
-            await queries.delete_upload(conn, upload_id)
+            await upload_queries.delete_upload(conn, upload_id)
         raise
     return upload_id
 
@@ -94,9 +94,9 @@ async def upload_size(svc: Services, name: RepositoryName, upload_id: str) -> in
     if not paths.is_upload_key(upload_id):
         raise UploadUnknown()
     async with svc.pool.acquire() as conn:
-        repo = await queries.fetch_repository(conn, name)
+        repo = await repository_queries.fetch_repository(conn, name)
         upload = (
-            await queries.fetch_upload(conn, upload_id, repo.repository_id)
+            await upload_queries.fetch_upload(conn, upload_id, repo.repository_id)
             if repo is not None
             else None
         )
@@ -110,11 +110,14 @@ async def cancel_upload(svc: Services, name: RepositoryName, upload_id: str) -> 
     if not paths.is_upload_key(upload_id):
         raise UploadUnknown()
     async with svc.pool.acquire() as conn:
-        repo = await queries.fetch_repository(conn, name)
-        if repo is None or await queries.fetch_upload(conn, upload_id, repo.repository_id) is None:
+        repo = await repository_queries.fetch_repository(conn, name)
+        if (
+            repo is None
+            or await upload_queries.fetch_upload(conn, upload_id, repo.repository_id) is None
+        ):
             raise UploadUnknown()
         _, generation = await upload_queries.fetch_session_file(conn, upload_id)
-        await queries.delete_upload(conn, upload_id)
+        await upload_queries.delete_upload(conn, upload_id)
     svc.upload_hashes.drop(upload_id)
     await svc.storage.delete_upload(upload_id, generation)
 
@@ -129,14 +132,14 @@ async def _claim(svc: Services, name: RepositoryName, upload_id: str) -> Claimed
     svc.upload_claims.add(upload_id)
     try:
         async with svc.pool.acquire() as conn:
-            repo = await queries.fetch_repository(conn, name)
+            repo = await repository_queries.fetch_repository(conn, name)
             if repo is None:
                 raise UploadUnknown()
             claim = await upload_queries.claim_session(
                 conn, upload_id, repo.repository_id, svc.storage.owner
             )
             if claim is None:
-                if await queries.fetch_upload(conn, upload_id, repo.repository_id) is None:
+                if await upload_queries.fetch_upload(conn, upload_id, repo.repository_id) is None:
                     raise UploadUnknown()
                 raise UploadBusy()
     except BaseException:
@@ -191,7 +194,7 @@ async def _release(
 
 async def _forget(svc: Services, upload_id: str, generation: str | None) -> None:
     async with svc.pool.acquire() as conn:
-        await queries.delete_upload(conn, upload_id)
+        await upload_queries.delete_upload(conn, upload_id)
     svc.upload_hashes.drop(upload_id)
     await svc.storage.delete_upload(upload_id, generation)
 
@@ -299,7 +302,7 @@ async def complete_upload(
                 await gc_hooks.hold_blob(conn, digest, size)
                 await svc.storage.commit_upload(upload_id, claim.file_token, size, digest, hasher)
                 await gc_hooks.link_blob(conn, claim.repository_id, digest)
-                await queries.delete_upload(conn, upload_id)
+                await upload_queries.delete_upload(conn, upload_id)
         except (DigestMismatch, UploadUnknown):
             committed = True  # nothing left to release
             svc.upload_claims.discard(upload_id)

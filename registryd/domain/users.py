@@ -13,7 +13,7 @@ from registryd.auth.passwords import (
     hash_password,
     verify_password,
 )
-from registryd.db import queries
+from registryd.db import user_queries
 from registryd.domain.services import Services
 from registryd.errors import (
     AccessDenied,
@@ -70,14 +70,14 @@ async def sign_up(svc: Services, body: Any) -> None:
     username = body.get("username")
     if isinstance(username, str):
         async with svc.pool.acquire() as conn:
-            if await queries.fetch_user(conn, username) is not None:
+            if await user_queries.fetch_user(conn, username) is not None:
                 raise UserExists()  # checked first: docker's login relies on this answer
     username = validate_username(username)
     password = validate_password(body.get("password"))
     email = validate_email(body.get("email"))
     password_hash = await hash_password(password)
     async with svc.pool.acquire() as conn:
-        if await queries.insert_user(conn, username, email, password_hash, False) is None:
+        if await user_queries.insert_user(conn, username, email, password_hash, False) is None:
             raise UserExists()
 
 
@@ -93,7 +93,7 @@ async def authenticate(
     ``before_hashing`` may refuse the attempt before the costly hash (see verify_password).
     """
     async with svc.pool.acquire() as conn:
-        user = await queries.fetch_user(conn, username)
+        user = await user_queries.fetch_user(conn, username)
     ok = await verify_password(user.password_hash if user else None, password, before_hashing)
     if user is None or not ok:
         raise Unauthenticated("Wrong login/password")
@@ -113,9 +113,11 @@ async def update_account(svc: Services, caller: Identity, username: str, body: A
     if "password" in body:
         password_hash = await hash_password(validate_password(body["password"]))
     async with svc.pool.acquire() as conn:
-        if await queries.fetch_user(conn, username) is None:
+        if await user_queries.fetch_user(conn, username) is None:
             raise UserUnknown()
-        if not await queries.update_user(conn, username, email=email, password_hash=password_hash):
+        if not await user_queries.update_user(
+            conn, username, email=email, password_hash=password_hash
+        ):
             raise UserExists()
 
 
@@ -131,11 +133,14 @@ async def ensure_user(
     password_hash = await hash_password(validate_password(password))
     async with svc.pool.acquire() as conn, conn.transaction():
         # Insert first: several workers bootstrapping the same admin at once must not fail.
-        if await queries.insert_user(conn, username, email, password_hash, is_admin) is not None:
+        if (
+            await user_queries.insert_user(conn, username, email, password_hash, is_admin)
+            is not None
+        ):
             return True
-        if await queries.fetch_user(conn, username) is None:
+        if await user_queries.fetch_user(conn, username) is None:
             raise UserExists()  # the e-mail address belongs to another account
-        if not await queries.update_user(
+        if not await user_queries.update_user(
             conn, username, email=email, password_hash=password_hash, is_admin=is_admin
         ):
             raise UserExists()

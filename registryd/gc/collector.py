@@ -30,8 +30,8 @@ import asyncpg
 
 from registryd.config import RetentionRule
 from registryd.db import gc_queries
+from registryd.db.conn import Conn
 from registryd.db.gc_queries import Review
-from registryd.db.queries import Conn
 from registryd.digest import Digest
 from registryd.domain.services import Services
 from registryd.gc.report import Report

@@ -10,7 +10,7 @@ already deleted them, in which case the writer sees that and acts on it.
 from __future__ import annotations
 
 from registryd.db import gc_queries
-from registryd.db.queries import Conn
+from registryd.db.conn import Conn
 from registryd.digest import Digest
 
 

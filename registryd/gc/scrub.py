@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, field
 
 from registryd.db import gc_queries
-from registryd.db.queries import Conn
+from registryd.db.conn import Conn
 from registryd.digest import Digest, Hasher
 from registryd.domain.services import Services
 from registryd.errors import BlobUnknown

@@ -29,6 +29,8 @@ _DATABASE_ERRORS: tuple[type[Exception], ...] = (
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Renders a domain error or an aiohttp HTTP error in one protocol's wire format.
 ErrorRenderer = Callable[[web.Request, RegistryError | web.HTTPException], web.Response]
+# Renders an unexpected failure (a 500) in one protocol's wire format, naming the request id.
+InternalErrorRenderer = Callable[[web.Request, str], web.Response]
 
 
 def request_id(request: web.Request) -> str:
@@ -49,16 +51,23 @@ async def add_request_id_header(request: web.Request, response: web.StreamRespon
     response.headers[REQUEST_ID_HEADER] = ensure_request_id(request)
 
 
-def error_middleware(
-    renderers: list[tuple[str, ErrorRenderer]], fallback: ErrorRenderer
-) -> Middleware:
-    """Middleware rendering errors with the renderer of the longest matching path prefix."""
+def error_middleware(render: ErrorRenderer, render_internal: InternalErrorRenderer) -> Middleware:
+    """Middleware rendering errors in one protocol's wire format.
 
-    def pick(request: web.Request) -> ErrorRenderer:
-        for prefix, renderer in renderers:
-            if request.path.startswith(prefix):
-                return renderer
-        return fallback
+    Each protocol (a sub-application) installs its own, so nothing guesses the protocol from
+    the path. Whatever escapes a handler is answered here: a domain error by ``render``, an
+    unexpected one (or a domain error ``render`` has no entry for) as a 500 with the request
+    id, by ``render_internal``, its traceback logged once.
+    """
+
+    def rendered(
+        request: web.Request, rid: str, exc: RegistryError | web.HTTPException
+    ) -> web.Response:
+        try:
+            return render(request, exc)
+        except Exception:  # an error no table maps: a programming error, still a 500 in shape
+            log.exception("request %s %s %s: no rendering", rid, request.method, request.path)
+            return render_internal(request, rid)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -68,28 +77,26 @@ def error_middleware(
         except BodyIncomplete as exc:
             # The client went away mid-body: nothing to report but the fact (499).
             log.info("request %s %s: client disconnected mid-body (499)", rid, request.path)
-            response = pick(request)(request, exc)
+            response = rendered(request, rid, exc)
         except Retryable as exc:
-            response = pick(request)(request, exc)
+            response = rendered(request, rid, exc)
             response.headers["Retry-After"] = str(exc.retry_after)
         except RegistryError as exc:
-            response = pick(request)(request, exc)
+            response = rendered(request, rid, exc)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            response = pick(request)(request, exc)
+            response = rendered(request, rid, exc)
         except _DATABASE_ERRORS as exc:
             # A connection lost or a statement timed out mid-request: the database's
             # fault, not the request's (connect failures already arrive as DatabaseUnavailable).
             OUTAGE.failed(exc)
             unavailable = DatabaseUnavailable()
-            response = pick(request)(request, unavailable)
+            response = rendered(request, rid, unavailable)
             response.headers["Retry-After"] = str(unavailable.retry_after)
         except Exception:
             log.exception("request %s %s %s failed", rid, request.method, request.path)
-            response = web.json_response(
-                {"error": f"Internal server error (request id {rid})"}, status=500
-            )
+            response = render_internal(request, rid)
         return response
 
     return middleware

@@ -27,7 +27,7 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 
-from registryd.db import mirror_queries, queries
+from registryd.db import blob_queries, mirror_queries, repository_queries
 from registryd.digest import Digest
 from registryd.errors import BlobUnknown, DigestMismatch
 from registryd.gc import hooks as gc_hooks
@@ -101,9 +101,9 @@ async def get_blob(
     svc = mirror.svc
     name = target.upstream.namespace
     async with svc.pool.acquire() as conn:
-        repo = await queries.fetch_repository(conn, target.local)
+        repo = await repository_queries.fetch_repository(conn, target.local)
         size = (
-            await queries.fetch_repository_blob_size(conn, repo.repository_id, digest)
+            await blob_queries.fetch_repository_blob_size(conn, repo.repository_id, digest)
             if repo is not None
             else None
         )
@@ -166,7 +166,7 @@ async def _link(mirror: Mirror, name: RepositoryName, digest: Digest) -> bool:
     async with mirror.svc.pool.acquire() as conn, conn.transaction():
         if not await gc_hooks.hold_existing_blob(conn, digest):
             return False
-        repo = await queries.ensure_repository(conn, name)
+        repo = await repository_queries.ensure_repository(conn, name)
         await gc_hooks.link_blob(conn, repo.repository_id, digest)
     return True
 
@@ -306,7 +306,7 @@ async def _fetch(mirror: Mirror, download: Download) -> None:
                 # before the file is placed, until the repository links it.
                 await gc_hooks.hold_blob(conn, digest, download.received)
                 await writer.commit(digest)
-                repo = await queries.ensure_repository(conn, target.local)
+                repo = await repository_queries.ensure_repository(conn, target.local)
                 await gc_hooks.link_blob(conn, repo.repository_id, digest)
         except DigestMismatch as exc:
             raise UpstreamInvalid(name, f"blob digest is {exc.actual}, not {digest}") from None

@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 import time
 
-from registryd.db import mirror_queries, queries
-from registryd.db.queries import ManifestRow
+from registryd.db import manifest_queries, mirror_queries, repository_queries
+from registryd.db.manifest_queries import ManifestRow
 from registryd.digest import Digest, digest_of
 from registryd.domain.manifests import Reference, parse_manifest, store_manifest
 from registryd.errors import ManifestInvalid, ManifestUnknown
@@ -30,11 +30,14 @@ async def get_manifest(mirror: Mirror, target: Target, reference: Reference) -> 
     or an UpstreamError when it is neither cached nor obtainable."""
     name = target.upstream.namespace
     async with mirror.svc.pool.acquire() as conn:
-        repo = await queries.fetch_repository(conn, target.local)
+        repo = await repository_queries.fetch_repository(conn, target.local)
         if repo is None:
             cached, age = None, float("inf")
         elif isinstance(reference, Digest):
-            cached, age = await queries.fetch_manifest(conn, repo.repository_id, reference), 0.0
+            cached, age = (
+                await manifest_queries.fetch_manifest(conn, repo.repository_id, reference),
+                0.0,
+            )
         else:
             found = await mirror_queries.fetch_tagged_manifest_age(
                 conn, repo.repository_id, reference
@@ -66,7 +69,7 @@ async def _refresh(
             return cached
         if upstream_digest == cached.digest:
             async with mirror.svc.pool.acquire() as conn:
-                repo = await queries.fetch_repository(conn, target.local)
+                repo = await repository_queries.fetch_repository(conn, target.local)
                 if repo is not None:
                     await mirror_queries.touch_tag(conn, repo.repository_id, reference)
             mirror.metrics.hits.labels(name, "manifest").inc()
@@ -125,7 +128,7 @@ async def _store(
         mirror.metrics.upstream_errors.labels(name).inc()
         raise UpstreamInvalid(name, f"cannot cache this manifest: {exc.reason}") from None
     async with mirror.svc.pool.acquire() as conn, conn.transaction():
-        repo = await queries.ensure_repository(conn, target.local)
+        repo = await repository_queries.ensure_repository(conn, target.local)
         # A tag's updated_at is set here: the moment the upstream confirmed it.
         tags = [] if isinstance(reference, Digest) else [reference]
         await store_manifest(conn, repo.repository_id, digest, body, parsed, tags)

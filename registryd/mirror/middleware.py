@@ -1,9 +1,9 @@
 """The mirror's hook into the v2 API: it answers reads of mirrored repositories.
 
-Sits inside the error middleware, so the domain errors it raises are rendered
-like any handler's. Requests for local repositories pass straight through;
-reads of mirrored manifests and blobs are answered from the cache or the
-upstream; pushes into a mirrored namespace are refused (403 DENIED).
+A middleware of the v2 sub-application, inside its error middleware, so the domain
+errors it raises are rendered like any v2 handler's. Requests for local repositories
+pass straight through; reads of mirrored manifests and blobs are answered from the
+cache or the upstream; pushes into a mirrored namespace are refused (403 DENIED).
 Everything else (tags list, referrers, deletes by an admin) goes to the usual
 handler under the mirrored repository's local name.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from registryd.auth.policy import Action
-from registryd.db import queries
+from registryd.db import repository_queries
 from registryd.digest import Digest
 from registryd.domain.manifests import parse_reference
 from registryd.errors import AccessDenied, DigestInvalid, ManifestUnknown, TagNameInvalid
@@ -23,7 +23,7 @@ from registryd.mirror.errors import UpstreamError, render
 from registryd.mirror.routing import NS_PARAMETER, Target, find_target, target_of
 from registryd.mirror.service import MIRROR, Mirror
 from registryd.v2.access import authorize
-from registryd.v2.urls import repository_name
+from registryd.v2.url_grammar import repository_name
 
 _MANIFEST = "/v2/{name}/manifests/{reference}"
 _BLOB = "/v2/{name}/blobs/{digest}"
@@ -33,8 +33,8 @@ _READS = frozenset({"GET", "HEAD"})
 
 @web.middleware
 async def mirror_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    mirror = request.app.get(MIRROR)
-    if mirror is None or not request.path.startswith("/v2/"):
+    mirror = request.config_dict.get(MIRROR)
+    if mirror is None:
         return await handler(request)
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else ""
@@ -67,7 +67,7 @@ async def _unprefixed_target(request: web.Request, mirror: Mirror) -> Target | N
         return None
     local = repository_name(request)
     async with mirror.svc.pool.acquire() as conn:
-        if await queries.fetch_repository(conn, local) is not None:
+        if await repository_queries.fetch_repository(conn, local) is not None:
             return None  # local repositories come first
     return target_of(upstream, request.match_info["name"])
 

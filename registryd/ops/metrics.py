@@ -79,11 +79,6 @@ def multiprocess_metrics(metrics_dir: Path | None) -> Iterator[Path]:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def mark_process_dead(metrics_dir: Path, pid: int) -> None:
-    """Forget a worker's live gauges once it has exited (call from the parent)."""
-    multiprocess.mark_process_dead(pid, str(metrics_dir))  # type: ignore[no-untyped-call]
-
-
 class Metrics:
     """Every metric registryd exports, created once per application."""
 

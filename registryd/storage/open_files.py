@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections import OrderedDict
 from typing import BinaryIO
+
+from registryd.lru import Lru
 
 # An entry is re-opened after this long, whatever fstat says (a filesystem may
 # report a stale link count).
@@ -68,6 +69,12 @@ def _unlinked(entry: _Entry) -> bool:
         return True
 
 
+def _evict(entry: _Entry) -> None:
+    """Out of the cache: its descriptor closes with its last reader."""
+    entry.evicted = True
+    _close_if_unused(entry)
+
+
 def _close_if_unused(entry: _Entry) -> None:
     # Closing a read-only descriptor does not block on local filesystems.
     if entry.evicted and entry.readers == 0:
@@ -84,19 +91,19 @@ class OpenFiles:
     def __init__(self, capacity: int, ttl_seconds: float = TTL_SECONDS) -> None:
         self.capacity = capacity
         self.ttl_seconds = ttl_seconds
-        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._entries: Lru[str, _Entry] = Lru(capacity, on_evict=_evict)
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def get(self, key: str) -> SharedBlob | None:
-        entry = self._entries.get(key)
+        entry = self._entries.peek(key)
         if entry is None:
             return None
         if time.monotonic() >= entry.expires_at or _unlinked(entry):
             self.discard(key)
             return None
-        self._entries.move_to_end(key)
+        self._entries.get(key)  # now the most recently used
         return SharedBlob(entry)
 
     def add(self, key: str, file: BinaryIO, size_bytes: int) -> SharedBlob:
@@ -109,28 +116,23 @@ class OpenFiles:
         if self.capacity <= 0:
             entry.evicted = True  # never shared: closed when its only reader closes
             return blob
-        self._entries[key] = entry
-        while len(self._entries) > self.capacity:
-            _, oldest = self._entries.popitem(last=False)
-            oldest.evicted = True
-            _close_if_unused(oldest)
+        self._entries.put(key, entry)
         return blob
 
     def sweep(self) -> int:
         """Drop expired entries and those whose file was removed; return how many."""
         now = time.monotonic()
-        stale = [k for k, e in self._entries.items() if now >= e.expires_at or _unlinked(e)]
+        stale = [k for k, e in self._entries.snapshot() if now >= e.expires_at or _unlinked(e)]
         for key in stale:
             self.discard(key)
         return len(stale)
 
     def discard(self, key: str) -> None:
         """Forget ``key`` (deleted, expired); its descriptor closes with its last reader."""
-        entry = self._entries.pop(key, None)
+        entry = self._entries.pop(key)
         if entry is not None:
-            entry.evicted = True
-            _close_if_unused(entry)
+            _evict(entry)
 
     def clear(self) -> None:
-        for key in list(self._entries):
+        for key, _ in self._entries.snapshot():
             self.discard(key)

@@ -8,7 +8,7 @@ from aiohttp import web
 from registryd.auth.identity import Identity
 from registryd.auth.policy import Action, may
 from registryd.db import ui_queries
-from registryd.db.queries import Conn
+from registryd.db.conn import Conn
 from registryd.db.ui_queries import RepositoryHeader, Viewer
 from registryd.errors import AccessDenied, Unauthenticated
 from registryd.keys import REPOSITORY, SERVICES

@@ -6,11 +6,12 @@ shown as absent rather than failing the page.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
+
+from registryd import jsonbody
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 
@@ -67,12 +68,7 @@ def string_map(value: Any) -> list[tuple[str, str]]:
 
 
 def loads_object(body: bytes | None) -> dict[str, Any]:
-    if not body:
-        return {}
-    try:
-        return _dict(json.loads(body))
-    except (UnicodeDecodeError, ValueError):
-        return {}
+    return jsonbody.stored_object(body) or {}
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import time
 from aiohttp import web
 
 from registryd.auth.identity import ANONYMOUS, Identity
-from registryd.db import queries
+from registryd.db import user_queries
 from registryd.keys import SERVICES, USER
 
 SESSION_COOKIE = "registryd_session"
@@ -96,7 +96,7 @@ async def _identity(request: web.Request) -> Identity:
     if expires < time.time():
         return ANONYMOUS
     async with request.config_dict[SERVICES].pool.acquire() as conn:
-        user = await queries.fetch_user(conn, username)
+        user = await user_queries.fetch_user(conn, username)
     if user is None or not user.is_active:
         return ANONYMOUS
     expected = _session_mac(request, username, expires, user.password_hash)

@@ -29,7 +29,7 @@ def checksum_header(request: web.Request, name: str) -> str | None:
 async def put_image_json(request: web.Request) -> web.Response:
     image_id = parse_image_id(request.match_info["image_id"])
     caller = await authorize_image_write(request, image_id)
-    svc = request.app[SERVICES]
+    svc = request.config_dict[SERVICES]
     body = await read_body(request, svc.settings.max_json_bytes)
     await images.put_image_json(svc, image_id, body, ImageAccess(caller, svc.settings))
     return json_response(True)
@@ -38,7 +38,7 @@ async def put_image_json(request: web.Request) -> web.Response:
 async def get_image_json(request: web.Request) -> web.Response:
     image_id = parse_image_id(request.match_info["image_id"])
     public = await authorize_image_read(request, image_id)
-    image = await images.fetch_complete_image(request.app[SERVICES], image_id)
+    image = await images.fetch_complete_image(request.config_dict[SERVICES], image_id)
     if (cached := not_modified(request, public)) is not None:
         return cached
     headers = immutable_headers(public)
@@ -54,7 +54,7 @@ async def get_image_json(request: web.Request) -> web.Response:
 async def put_image_layer(request: web.Request) -> web.Response:
     image_id = parse_image_id(request.match_info["image_id"])
     await authorize_image_write(request, image_id)
-    svc = request.app[SERVICES]
+    svc = request.config_dict[SERVICES]
     await images.put_image_layer(svc, image_id, body_chunks(request, svc.settings.max_layer_bytes))
     return json_response(True)
 
@@ -62,7 +62,7 @@ async def put_image_layer(request: web.Request) -> web.Response:
 async def get_image_layer(request: web.Request) -> web.StreamResponse:
     image_id = parse_image_id(request.match_info["image_id"])
     public = await authorize_image_read(request, image_id)
-    svc = request.app[SERVICES]
+    svc = request.config_dict[SERVICES]
     image = await images.fetch_complete_image(svc, image_id)
     if (cached := not_modified(request, public)) is not None:
         return cached
@@ -76,7 +76,7 @@ async def put_image_checksum(request: web.Request) -> web.Response:
     image_id = parse_image_id(request.match_info["image_id"])
     await authorize_image_write(request, image_id)
     await images.put_image_checksum(
-        request.app[SERVICES],
+        request.config_dict[SERVICES],
         image_id,
         payload_checksum=checksum_header(request, "X-Docker-Checksum-Payload"),
         tarsum=checksum_header(request, "X-Docker-Checksum"),
@@ -87,7 +87,7 @@ async def put_image_checksum(request: web.Request) -> web.Response:
 async def get_image_ancestry(request: web.Request) -> web.Response:
     image_id = parse_image_id(request.match_info["image_id"])
     public = await authorize_image_read(request, image_id)
-    image = await images.fetch_complete_image(request.app[SERVICES], image_id)
+    image = await images.fetch_complete_image(request.config_dict[SERVICES], image_id)
     if (cached := not_modified(request, public)) is not None:
         return cached
     return json_response(image.ancestry, headers=immutable_headers(public))

@@ -21,15 +21,15 @@ from registryd.http.hosts import external_host
 from registryd.http.streaming import read_body
 from registryd.keys import SERVICES
 from registryd.names import RepositoryName
-from registryd.v1.paths import name_of_deep_path, repository_in_path
 from registryd.v1.responses import NO_CACHE, json_response
+from registryd.v1.url_grammar import name_of_deep_path, repository_in_path
 
 
 def index_headers(
     request: web.Request, caller: Caller, name: RepositoryName, access: str
 ) -> dict[str, str]:
     """X-Docker-Endpoints always; a token for ``access`` when the client asked for one."""
-    svc = request.app[SERVICES]
+    svc = request.config_dict[SERVICES]
     headers = {**NO_CACHE, "X-Docker-Endpoints": external_host(request, svc.settings)}
     wants_token = request.headers.get("X-Docker-Token", "").lower() == "true"
     if wants_token and may_issue_v1_token(caller, name, access):
@@ -49,7 +49,7 @@ async def put_repository(request: web.Request) -> web.Response:
     name = repository_in_path(request, reading=False)
     caller = await authorize(request, Action.WRITE, name)
     headers = index_headers(request, caller, name, "write")  # a bad Host fails before writing
-    svc = request.app[SERVICES]
+    svc = request.config_dict[SERVICES]
     body = await read_body(request, svc.settings.max_json_bytes)
     await repositories.declare(svc, name, body, ImageAccess(caller, svc.settings))
     return json_response(True, headers=headers)
@@ -59,7 +59,7 @@ async def delete_repository(request: web.Request) -> web.Response:
     name = repository_in_path(request, reading=True)
     caller = await authorize(request, Action.DELETE, name)
     headers = index_headers(request, caller, name, "delete")
-    await repositories.delete(request.app[SERVICES], name)
+    await repositories.delete(request.config_dict[SERVICES], name)
     return json_response(True, headers=headers)
 
 
@@ -67,7 +67,7 @@ async def put_repository_images(request: web.Request) -> web.Response:
     name = repository_in_path(request, reading=True)
     caller = await authorize(request, Action.WRITE, name)
     headers = index_headers(request, caller, name, "write")
-    svc = request.app[SERVICES]
+    svc = request.config_dict[SERVICES]
     body = await read_body(request, svc.settings.max_json_bytes)
     await repositories.add_images(svc, name, body, ImageAccess(caller, svc.settings))
     # docker fails the push on anything but exactly 204 (v1 spec §5.10).
@@ -77,14 +77,14 @@ async def put_repository_images(request: web.Request) -> web.Response:
 async def get_repository_images(request: web.Request) -> web.Response:
     name = repository_in_path(request, reading=True)
     caller = await authorize(request, Action.READ, name)
-    images = await repositories.list_images(request.app[SERVICES], name)
+    images = await repositories.list_images(request.config_dict[SERVICES], name)
     return json_response(images, headers=index_headers(request, caller, name, "read"))
 
 
 async def put_repository_auth(request: web.Request) -> web.Response:
     """Confirms that the request's token is valid for this repository (v1 spec §5.13)."""
     name = repository_in_path(request, reading=True)
-    svc = request.app[SERVICES]
+    svc = request.config_dict[SERVICES]
     caller = await resolve_caller(request, svc)
     if not caller.via_token:
         raise Unauthenticated("A token is required")
@@ -97,21 +97,21 @@ async def put_repository_auth(request: web.Request) -> web.Response:
 async def get_repository_properties(request: web.Request) -> web.Response:
     name = repository_in_path(request, reading=True)
     await authorize(request, Action.READ, name)
-    repo = await repositories.fetch(request.app[SERVICES], name)
+    repo = await repositories.fetch(request.config_dict[SERVICES], name)
     return json_response({"access": "public" if repo.is_public else "private"})
 
 
 async def put_repository_properties(request: web.Request) -> web.Response:
     name = repository_in_path(request, reading=True)
     await authorize(request, Action.WRITE, name)
-    svc = request.app[SERVICES]
+    svc = request.config_dict[SERVICES]
     is_public = repositories.parse_properties(await read_body(request, 1024))
     await repositories.set_public(svc, name, is_public)
     return json_response(True)
 
 
 async def get_search(request: web.Request) -> web.Response:
-    svc = request.app[SERVICES]
+    svc = request.config_dict[SERVICES]
     caller = await resolve_caller(request, svc)
     result = await repositories.search(svc, dict(request.query), listing_viewer(caller))
     return json_response(result)

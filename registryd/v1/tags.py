@@ -6,11 +6,11 @@ from aiohttp import web
 
 from registryd.auth.image_access import ImageAccess
 from registryd.auth.policy import Action, authorize
-from registryd.domain import tags
+from registryd.domain import v1_tags
 from registryd.http.streaming import read_body
 from registryd.keys import SERVICES
-from registryd.v1.paths import repository_in_path, tag_in_path
 from registryd.v1.responses import json_response
+from registryd.v1.url_grammar import repository_in_path, tag_in_path
 
 # A tag body is a quoted 64-hex id; anything much larger is not a tag body.
 MAX_TAG_BODY_BYTES = 1024
@@ -19,24 +19,24 @@ MAX_TAG_BODY_BYTES = 1024
 async def get_tags(request: web.Request) -> web.Response:
     name = repository_in_path(request, reading=True)
     await authorize(request, Action.READ, name)
-    return json_response(await tags.list_tags(request.app[SERVICES], name))
+    return json_response(await v1_tags.list_tags(request.config_dict[SERVICES], name))
 
 
 async def get_tag(request: web.Request) -> web.Response:
     name = repository_in_path(request, reading=True)
     tag = tag_in_path(request, reading=True)
     await authorize(request, Action.READ, name)
-    return json_response(await tags.get_tag(request.app[SERVICES], name, tag))
+    return json_response(await v1_tags.get_tag(request.config_dict[SERVICES], name, tag))
 
 
 async def put_tag(request: web.Request) -> web.Response:
     name = repository_in_path(request, reading=False)
     tag = tag_in_path(request, reading=False)
     caller = await authorize(request, Action.WRITE, name)
-    svc = request.app[SERVICES]
+    svc = request.config_dict[SERVICES]
     body = await read_body(request, MAX_TAG_BODY_BYTES)
     user_agent = request.headers.get("User-Agent", "")
-    await tags.put_tag(svc, name, tag, body, user_agent, ImageAccess(caller, svc.settings))
+    await v1_tags.put_tag(svc, name, tag, body, user_agent, ImageAccess(caller, svc.settings))
     return json_response(True)
 
 
@@ -44,5 +44,5 @@ async def delete_tag(request: web.Request) -> web.Response:
     name = repository_in_path(request, reading=True)
     tag = tag_in_path(request, reading=True)
     await authorize(request, Action.DELETE, name)
-    await tags.delete_tag(request.app[SERVICES], name, tag)
+    await v1_tags.delete_tag(request.config_dict[SERVICES], name, tag)
     return json_response(True)

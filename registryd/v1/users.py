@@ -19,27 +19,24 @@ MAX_USER_BODY_BYTES = 16 * 1024
 
 async def _json_body(request: web.Request) -> Any:
     body = await read_body(request, MAX_USER_BODY_BYTES)
-    try:
-        return jsonbody.parse(body)
-    except jsonbody.JsonInvalid as exc:
-        raise UserInvalid(exc.reason) from None
+    return jsonbody.parse_or_raise(body, UserInvalid)
 
 
 async def post_users(request: web.Request) -> web.Response:
-    await users.sign_up(request.app[SERVICES], await _json_body(request))
+    await users.sign_up(request.config_dict[SERVICES], await _json_body(request))
     return json_response("User Created", status=201)
 
 
 async def get_users(request: web.Request) -> web.Response:
     """docker login's check: 200 for valid Basic credentials, 401/403 otherwise."""
-    caller = await resolve_caller(request, request.app[SERVICES])
+    caller = await resolve_caller(request, request.config_dict[SERVICES])
     if caller.identity.is_anonymous or caller.via_token:
         raise Unauthenticated("Basic credentials required")
     return json_response("OK")
 
 
 async def put_user(request: web.Request) -> web.Response:
-    svc = request.app[SERVICES]
+    svc = request.config_dict[SERVICES]
     caller = await resolve_caller(request, svc)
     if caller.identity.is_anonymous or caller.via_token:
         raise Unauthenticated("Basic credentials required")

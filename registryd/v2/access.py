@@ -30,7 +30,7 @@ def scope(name: RepositoryName, action: Action) -> str:
 
 def challenge_header(request: web.Request, challenge: AuthChallenge) -> str:
     """``WWW-Authenticate: Bearer realm=…,service=…[,scope=…][,error=…]``."""
-    host = external_host(request, request.app[SERVICES].settings)
+    host = external_host(request, request.config_dict[SERVICES].settings)
     parts = [f'realm="{request.scheme}://{host}{TOKEN_PATH}"', f'service="{SERVICE}"']
     if challenge.scope is not None:
         parts.append(f'scope="{challenge.scope}"')
@@ -91,7 +91,7 @@ async def may(request: web.Request, action: Action, name: RepositoryName) -> boo
 async def authenticate(request: web.Request) -> Caller:
     """The caller of ``GET /v2/`` and the catalog: anyone, unless auth is on and no
     credentials came (then 401, so clients learn the realm before anything else)."""
-    svc = request.app[SERVICES]
+    svc = request.config_dict[SERVICES]
     try:
         caller = await resolve_caller(request, svc)
     except Unauthenticated as exc:

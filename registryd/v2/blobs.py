@@ -9,14 +9,14 @@ from registryd.domain import blobs, repositories
 from registryd.http.streaming import send_blob
 from registryd.keys import SERVICES
 from registryd.v2.access import authorize
-from registryd.v2.urls import path_digest, repository_name
+from registryd.v2.url_grammar import path_digest, repository_name
 
 
 async def get_blob(request: web.Request) -> web.StreamResponse:
     name = repository_name(request)
     digest = path_digest(request)
     await authorize(request, Action.READ, name)
-    svc = request.app[SERVICES]
+    svc = request.config_dict[SERVICES]
     blob = await blobs.open_blob(svc, name, digest)
     public = await repositories.publicly_readable(svc, name)
     headers = {
@@ -27,7 +27,7 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
         "Cache-Control": "max-age=31536000" if public else "private, max-age=31536000",
     }
     return await send_blob(
-        request, blob, headers, zero_copy=request.app[SERVICES].settings.sendfile
+        request, blob, headers, zero_copy=request.config_dict[SERVICES].settings.sendfile
     )
 
 
@@ -35,5 +35,5 @@ async def delete_blob(request: web.Request) -> web.Response:
     name = repository_name(request)
     digest = path_digest(request)
     await authorize(request, Action.DELETE, name)
-    await blobs.delete_blob(request.app[SERVICES], name, digest)
+    await blobs.delete_blob(request.config_dict[SERVICES], name, digest)
     return web.Response(status=202, headers={"Docker-Content-Digest": str(digest)})

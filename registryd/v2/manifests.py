@@ -13,7 +13,7 @@ from registryd.http.streaming import read_body
 from registryd.keys import SERVICES
 from registryd.names import parse_tag
 from registryd.v2.access import authorize
-from registryd.v2.urls import manifest_url, repository_name
+from registryd.v2.url_grammar import manifest_url, repository_name
 
 
 def _readable_reference(text: str) -> manifests.Reference:
@@ -33,7 +33,7 @@ async def get_manifest(request: web.Request) -> web.Response:
     name = repository_name(request)
     reference = _readable_reference(request.match_info["reference"])
     await authorize(request, Action.READ, name)
-    svc = request.app[SERVICES]
+    svc = request.config_dict[SERVICES]
     manifest = await manifests.get_manifest(svc, name, reference)
     etag = f'"{manifest.digest}"'
     headers = {"Docker-Content-Digest": str(manifest.digest), "ETag": etag}
@@ -55,7 +55,12 @@ async def put_manifest(request: web.Request) -> web.Response:
     await authorize(request, Action.WRITE, name)
     body = await read_body(request, manifests.MAX_MANIFEST_BYTES)
     digest, parsed = await manifests.put_manifest(
-        request.app[SERVICES], name, reference, body, request.headers.get("Content-Type"), tags
+        request.config_dict[SERVICES],
+        name,
+        reference,
+        body,
+        request.headers.get("Content-Type"),
+        tags,
     )
     headers = CIMultiDict(
         {"Location": manifest_url(request, digest), "Docker-Content-Digest": str(digest)}
@@ -72,5 +77,5 @@ async def delete_manifest(request: web.Request) -> web.Response:
     name = repository_name(request)
     reference = manifests.parse_reference(request.match_info["reference"])
     await authorize(request, Action.DELETE, name)
-    await manifests.delete_manifest(request.app[SERVICES], name, reference)
+    await manifests.delete_manifest(request.config_dict[SERVICES], name, reference)
     return web.Response(status=202)

@@ -12,12 +12,13 @@ from typing import Any
 from aiohttp import web
 
 from registryd.auth.policy import Action
-from registryd.domain import manifests
+from registryd.domain import referrers
+from registryd.domain.manifests import OCI_INDEX
 from registryd.errors import RequestInvalid
 from registryd.jsonbody import storable_text
 from registryd.keys import SERVICES
 from registryd.v2.access import authorize
-from registryd.v2.urls import path_digest, repository_name
+from registryd.v2.url_grammar import path_digest, repository_name
 
 
 async def get_referrers(request: web.Request) -> web.Response:
@@ -27,7 +28,9 @@ async def get_referrers(request: web.Request) -> web.Response:
     if artifact_type is not None and not storable_text(artifact_type):
         raise RequestInvalid("artifactType must not contain NUL")
     await authorize(request, Action.READ, name)
-    rows = await manifests.list_referrers(request.app[SERVICES], name, subject, artifact_type)
+    rows = await referrers.list_referrers(
+        request.config_dict[SERVICES], name, subject, artifact_type
+    )
     descriptors: list[dict[str, Any]] = []
     for row in rows:
         descriptor: dict[str, Any] = {
@@ -40,8 +43,8 @@ async def get_referrers(request: web.Request) -> web.Response:
         if row.annotations:
             descriptor["annotations"] = row.annotations
         descriptors.append(descriptor)
-    index = {"schemaVersion": 2, "mediaType": manifests.OCI_INDEX, "manifests": descriptors}
-    headers = {"Content-Type": manifests.OCI_INDEX}  # exactly, without a charset
+    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors}
+    headers = {"Content-Type": OCI_INDEX}  # exactly, without a charset
     if artifact_type is not None:
         headers["OCI-Filters-Applied"] = "artifactType"
     return web.Response(body=json.dumps(index).encode(), headers=headers)

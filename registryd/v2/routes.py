@@ -1,28 +1,34 @@
-"""The v2 route table, and the expiry of abandoned upload sessions."""
+"""The v2 sub-application: its route table, its error renderer and its mirror hook; and the
+expiry of abandoned upload sessions. Paths below are relative to the ``/v2`` prefix."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from registryd.domain import uploads as upload_sessions
+from registryd.http.middleware import error_middleware
 from registryd.keys import SERVICES
-from registryd.v2 import base, blobs, manifests, referrers, tags, token, uploads
+from registryd.v2 import base, blobs, errors, manifests, referrers, tags, token, uploads
 from registryd.v2.access import TOKEN_PATH
-from registryd.v2.urls import add_api_version
+from registryd.v2.url_grammar import add_api_version
 
 log = logging.getLogger(__name__)
 
 # <name> is checked against the spec's grammar by the handlers (400 NAME_INVALID
 # rather than a 404), so the route takes any path up to the resource words.
-_NAME = "/v2/{name:.+}"
+_NAME = "/{name:.+}"
+
+PREFIX = "/v2"
 
 
-async def _expire_uploads_periodically(app: web.Application) -> AsyncIterator[None]:
+async def expire_uploads_periodically(app: web.Application) -> AsyncIterator[None]:
+    """Cleanup context of the parent app (which provides SERVICES)."""
     svc = app[SERVICES]
     period = max(60, svc.settings.stale_upload_seconds // 4)
 
@@ -54,12 +60,11 @@ async def _expire_uploads_periodically(app: web.Application) -> AsyncIterator[No
 
 
 def add_routes(app: web.Application) -> None:
-    """Mount the v2 API; call after the services' cleanup context is registered."""
     r = app.router
-    r.add_get("/v2/", base.get_base)
-    r.add_get("/v2", base.get_base)
-    r.add_get("/v2/_catalog", tags.get_catalog)
-    r.add_get(TOKEN_PATH, token.get_token)
+    r.add_get("/", base.get_base)
+    r.add_get("", base.get_base)  # /v2 itself
+    r.add_get("/_catalog", tags.get_catalog)
+    r.add_get(TOKEN_PATH.removeprefix(PREFIX), token.get_token)
 
     r.add_get(_NAME + "/tags/list", tags.get_tags)
     # Session routes first: "uploads" is not a digest.
@@ -82,5 +87,16 @@ def add_routes(app: web.Application) -> None:
 
     r.add_get(_NAME + "/referrers/{digest}", referrers.get_referrers, allow_head=False)
 
-    app.on_response_prepare.append(add_api_version)
-    app.cleanup_ctx.append(_expire_uploads_periodically)
+
+def create_app(inner_middlewares: Sequence[Middleware] = ()) -> web.Application:
+    """The v2 API, to mount at ``PREFIX``; its errors are the spec's ``{"errors": [...]}``.
+
+    ``inner_middlewares`` (the mirror's hook) run inside the error middleware, so their
+    domain errors render as v2's.
+    """
+    v2 = web.Application(
+        middlewares=[error_middleware(errors.render, errors.render_internal), *inner_middlewares]
+    )
+    add_routes(v2)
+    v2.on_response_prepare.append(add_api_version)
+    return v2

@@ -6,19 +6,20 @@ from __future__ import annotations
 from aiohttp import web
 
 from registryd.auth.policy import Action, may_list
-from registryd.db.queries import RepositoryRow
-from registryd.domain import manifests
+from registryd.db.repository_queries import RepositoryRow
+from registryd.domain import catalog, v2_tags
+from registryd.domain.v2_paging import Page, parse_page_size
 from registryd.errors import RepositoryNameInvalid, TagNameInvalid
 from registryd.jsonbody import storable_text
 from registryd.keys import SERVICES
 from registryd.v2.access import authenticate, authorize
-from registryd.v2.urls import next_link, repository_name
+from registryd.v2.url_grammar import next_link, repository_name
 
 # A page is at most this long whatever ``n`` asks for; a Link leads on.
 MAX_PAGE = 1000
 
 
-def _headers(request: web.Request, page: manifests.Page, n: int) -> dict[str, str]:
+def _headers(request: web.Request, page: Page, n: int) -> dict[str, str]:
     last = page.last or (page.items[-1] if page.items else None)
     if not page.more or last is None:
         return {}
@@ -27,13 +28,13 @@ def _headers(request: web.Request, page: manifests.Page, n: int) -> dict[str, st
 
 async def get_tags(request: web.Request) -> web.Response:
     name = repository_name(request)
-    n = manifests.parse_page_size(request.query.get("n"), MAX_PAGE)
+    n = parse_page_size(request.query.get("n"), MAX_PAGE)
     last = request.query.get("last") or None
     if last is not None and not storable_text(last):
         raise TagNameInvalid(last)  # no tag holds NUL; the database could not compare it
     await authorize(request, Action.READ, name)
     limit = MAX_PAGE if n is None else n
-    page = await manifests.list_tags(request.app[SERVICES], name, last, limit)
+    page = await v2_tags.list_tags(request.config_dict[SERVICES], name, last, limit)
     return web.json_response(
         {"name": request.match_info["name"], "tags": page.items},
         headers=_headers(request, page, limit),
@@ -41,17 +42,17 @@ async def get_tags(request: web.Request) -> web.Response:
 
 
 async def get_catalog(request: web.Request) -> web.Response:
-    n = manifests.parse_page_size(request.query.get("n"), MAX_PAGE)
+    n = parse_page_size(request.query.get("n"), MAX_PAGE)
     last = request.query.get("last") or None
     if last is not None and not storable_text(last):
         raise RepositoryNameInvalid(last, "last must be a repository name")
     caller = await authenticate(request)
-    settings = request.app[SERVICES].settings
+    settings = request.config_dict[SERVICES].settings
 
     def visible(row: RepositoryRow) -> bool:
         # The policy's own rule: list only what the caller could pull (a token: within it).
         return may_list(caller, row.name, row.is_public, settings)
 
     limit = MAX_PAGE if n is None else n
-    page = await manifests.list_repositories(request.app[SERVICES], last, limit, visible)
+    page = await catalog.list_repositories(request.config_dict[SERVICES], last, limit, visible)
     return web.json_response({"repositories": page.items}, headers=_headers(request, page, limit))

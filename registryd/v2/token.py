@@ -27,7 +27,7 @@ _ACTIONS = {"pull": Action.READ, "push": Action.WRITE, "delete": Action.DELETE}
 
 
 async def get_token(request: web.Request) -> web.Response:
-    svc = request.app[SERVICES]
+    svc = request.config_dict[SERVICES]
     scheme = request.headers.get("Authorization", "").strip().partition(" ")[0]
     if scheme.lower() == "bearer":
         raise AuthChallenge("present user credentials, not a token", None)

@@ -22,7 +22,7 @@ from registryd.http.streaming import body_chunks
 from registryd.keys import SERVICES
 from registryd.names import RepositoryName
 from registryd.v2.access import authorize, may, scope, token_never_asked_for
-from registryd.v2.urls import blob_url, repository_name, upload_url
+from registryd.v2.url_grammar import blob_url, repository_name, upload_url
 
 _CONTENT_RANGE_RE = re.compile(r"\s*(?:bytes[ =])?(\d{1,18})-(\d{1,18})(?:/(\d{1,18}|\*))?\s*")
 
@@ -80,7 +80,7 @@ async def post_upload(request: web.Request) -> web.Response:
     source_text = request.query.get("from")
     source = RepositoryName.parse_oci(source_text) if source_text is not None else None
     await authorize(request, Action.WRITE, name, also_read=source if mount else None)
-    svc = request.app[SERVICES]
+    svc = request.config_dict[SERVICES]
     # Without "from" we do not look for the blob elsewhere: that would tell the
     # client about blobs in repositories it cannot read. Otherwise: a session.
     if mount is not None and source is not None:
@@ -105,7 +105,7 @@ async def patch_upload(request: web.Request) -> web.Response:
     upload_id = request.match_info["upload_id"]
     chunk_range = _chunk_range(request)
     await authorize(request, Action.WRITE, name)
-    svc = request.app[SERVICES]
+    svc = request.config_dict[SERVICES]
     size = await uploads.append_chunk(
         svc, name, upload_id, body_chunks(request, svc.settings.max_layer_bytes), chunk_range
     )
@@ -122,7 +122,7 @@ async def put_upload(request: web.Request) -> web.Response:
     # one at the wrong offset is 416 and the session is kept so the client can resume.
     chunk_range = _chunk_range(request)
     await authorize(request, Action.WRITE, name)
-    svc = request.app[SERVICES]
+    svc = request.config_dict[SERVICES]
     body = body_chunks(request, svc.settings.max_layer_bytes)
     await uploads.complete_upload(svc, name, upload_id, digest, body, chunk_range)
     return _created(request, digest)
@@ -132,7 +132,7 @@ async def get_upload(request: web.Request) -> web.Response:
     name = repository_name(request)
     upload_id = request.match_info["upload_id"]
     await authorize(request, Action.WRITE, name)
-    size = await uploads.upload_size(request.app[SERVICES], name, upload_id)
+    size = await uploads.upload_size(request.config_dict[SERVICES], name, upload_id)
     return web.Response(status=204, headers=_progress_headers(request, upload_id, size))
 
 
@@ -140,5 +140,5 @@ async def delete_upload(request: web.Request) -> web.Response:
     name = repository_name(request)
     upload_id = request.match_info["upload_id"]
     await authorize(request, Action.WRITE, name)
-    await uploads.cancel_upload(request.app[SERVICES], name, upload_id)
+    await uploads.cancel_upload(request.config_dict[SERVICES], name, upload_id)
     return web.Response(status=204)

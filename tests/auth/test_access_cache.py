@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
 
 import asyncpg
 from aiohttp.pytest_plugin import AiohttpClient
@@ -20,6 +19,7 @@ from registryd.keys import SERVICES
 from tests.auth.test_docker_flows import chain
 from tests.conftest import Client
 from tests.support.docker_v1 import DockerV1
+from tests.support.polling import eventually
 
 
 def facts(client: Client) -> AccessFacts:
@@ -30,10 +30,7 @@ def facts(client: Client) -> AccessFacts:
 
 async def armed(client: Client) -> AccessFacts:
     access = facts(client)
-    deadline = time.monotonic() + 10
-    while not access.armed:
-        assert time.monotonic() < deadline, "the access cache never armed"
-        await asyncio.sleep(0.05)
+    await eventually(lambda: access.armed, "the access cache arms", within_seconds=10)
     return access
 
 
@@ -59,10 +56,11 @@ async def test_private_is_refused_on_every_worker_within_a_second(
         "/v1/repositories/alice/app/properties", json={"access": "private"}, headers=alice.basic
     )
     assert resp.status == 200
-    changed = time.monotonic()
-    while (await other.get(layer)).status != 401 or (await other.get(tags)).status != 401:
-        assert time.monotonic() - changed < 1.0, "a stale grant outlived the change by 1 s"
-        await asyncio.sleep(0.01)
+
+    async def refused() -> bool:
+        return (await other.get(layer)).status == 401 and (await other.get(tags)).status == 401
+
+    await eventually(refused, "the other worker refuses within 1 s of the change", 1.0)
     # The owner still reads it through the other worker.
     resp = await other.get(tags, headers=alice.basic)
     assert resp.status == 200
@@ -84,10 +82,7 @@ async def test_lost_notifications_drop_the_cache_instead_of_serving_stale_grants
         " WHERE datname = current_database() AND query LIKE 'LISTEN%'"
     )
     assert killed == 1
-    deadline = time.monotonic() + 5
-    while access.armed:
-        assert time.monotonic() < deadline, "a dead listener left the cache armed"
-        await asyncio.sleep(0.01)
+    await eventually(lambda: not access.armed, "a dead listener disarms the cache", 5)
     # A change no notification tells anyone about (triggers off for this session):
     # with the cache dropped, it is seen at once.
     async with db.transaction():

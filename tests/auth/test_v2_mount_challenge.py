@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from tests.auth.test_v2_tokens import bearer_client, challenge, claims, token_for
 from tests.conftest import Client
+from tests.support.content import sha256
 from tests.support.docker_v1 import DockerV1
-from tests.support.v2client import sha256
 
 LAYER = b"shared base layer" * 100
 

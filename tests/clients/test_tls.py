@@ -21,8 +21,8 @@ from registryd.http.tls import new_context
 from tests.clients.conftest import Skopeo
 from tests.clients.test_containerd import Ctr, ctr, pushed_image
 from tests.process.conftest import Launcher, ServerProcess, run_cli
+from tests.support.content import sha256
 from tests.support.v1client import chunked
-from tests.support.v2client import sha256
 
 __all__ = ["ctr"]  # the fixture
 

@@ -4,7 +4,7 @@ import asyncio
 
 import asyncpg
 
-from registryd.db import queries
+from registryd.db import repository_queries
 from registryd.names import RepositoryName
 
 NAME = RepositoryName("alice", "raced")
@@ -19,10 +19,10 @@ async def test_ensure_repository_when_another_transaction_creates_it_first(
     try:
         first_tx = first.transaction()
         await first_tx.start()
-        created = await queries.ensure_repository(first, NAME)
+        created = await repository_queries.ensure_repository(first, NAME)
         async with second.transaction():
             # Blocks on the uncommitted row until the first transaction commits.
-            racing = asyncio.create_task(queries.ensure_repository(second, NAME))
+            racing = asyncio.create_task(repository_queries.ensure_repository(second, NAME))
             await asyncio.sleep(0.2)
             assert not racing.done()
             await first_tx.commit()

@@ -17,6 +17,7 @@ from registryd.domain.services import Services
 from registryd.names import parse_image_id
 from registryd.storage.filesystem import FilesystemBackend
 from tests.support.images import make_image
+from tests.support.polling import eventually
 from tests.support.store import blob_files, upload_files
 
 LAYER = b"layer bytes " * 10_000
@@ -46,12 +47,12 @@ async def test_cancel_after_the_last_byte_keeps_blob_and_image_consistent(
         await body_done.wait()
         upload.cancel()  # between the last byte and the commit
         await asyncio.gather(upload, return_exceptions=True)
-        for _ in range(100):  # the shielded commit finishes on its own
-            layer = await db.fetchval("SELECT layer_digest FROM v1_images")
-            if layer is not None:
-                break
-            await asyncio.sleep(0.05)
-        assert layer is not None
+
+        async def committed() -> bool:
+            return await db.fetchval("SELECT layer_digest FROM v1_images") is not None
+
+        await eventually(committed, "the shielded commit finishes on its own", 5)
+        layer = await db.fetchval("SELECT layer_digest FROM v1_images")
         assert [p.name for p in blob_files(settings)] == [layer.removeprefix("sha256:")]
         assert upload_files(settings) == []
     finally:

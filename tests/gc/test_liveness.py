@@ -10,9 +10,10 @@ from registryd.config import Settings
 from registryd.domain.services import Services
 from tests.conftest import Client
 from tests.gc.conftest import age_everything, blob_rows, collect, stored
+from tests.support.content import sha256
 from tests.support.images import make_chain, make_image, random_bytes
 from tests.support.v1client import V1Client
-from tests.support.v2client import OCI_INDEX, V2Client, descriptor, image_manifest, sha256
+from tests.support.v2client import OCI_INDEX, V2Client, descriptor, image_manifest
 
 CONFIG = json.dumps({"architecture": "amd64", "os": "linux"}).encode()  # as push_image
 

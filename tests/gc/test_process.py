@@ -23,8 +23,9 @@ from registryd.gc.scrub import scrub
 from registryd.storage import paths
 from tests.gc.conftest import age_everything, stored
 from tests.process.conftest import Launcher, run_cli, serve_argv
+from tests.support.content import sha256
 from tests.support.images import random_bytes
-from tests.support.v2client import V2Client, sha256
+from tests.support.v2client import V2Client
 
 
 def gc_env(settings: Settings, **extra: str) -> dict[str, str]:

@@ -21,9 +21,10 @@ from registryd.gc.collector import Collector
 from registryd.gc.report import Report
 from tests.conftest import Client
 from tests.gc.conftest import PauseAt, age_everything, collect, stored
+from tests.support.content import sha256
 from tests.support.images import make_image, random_bytes
 from tests.support.v1client import V1Client
-from tests.support.v2client import V2Client, image_manifest, sha256
+from tests.support.v2client import V2Client, image_manifest
 
 # What the writers make is new, what the collector takes is made old (age_everything).
 GRACE = 3600

@@ -12,8 +12,9 @@ from registryd.config import ConfigError, RetentionRule, resolve
 from registryd.domain.services import Services
 from tests.conftest import Client
 from tests.gc.conftest import age_everything, blob_rows, collect
+from tests.support.content import sha256
 from tests.support.images import random_bytes
-from tests.support.v2client import V2Client, sha256
+from tests.support.v2client import V2Client
 
 
 def with_rules(svc: Services, *rules: RetentionRule) -> Services:

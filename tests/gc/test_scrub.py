@@ -14,8 +14,9 @@ from registryd.gc.scrub import CORRUPT, LOST, ORPHAN, scrub
 from registryd.storage import paths
 from tests.conftest import Client
 from tests.process.conftest import run_cli
+from tests.support.content import sha256
 from tests.support.images import random_bytes
-from tests.support.v2client import V2Client, sha256
+from tests.support.v2client import V2Client
 
 GOOD, BAD, GONE, STRAY = (random_bytes(2000, 300 + i) for i in range(4))
 

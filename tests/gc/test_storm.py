@@ -5,7 +5,6 @@ afterwards nothing unreferenced and older than the grace period remains."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import random
@@ -20,7 +19,8 @@ from registryd.config import Settings
 from registryd.domain.services import Services
 from registryd.gc.scrub import scrub
 from tests.process.conftest import Launcher, run_cli
-from tests.support.v2client import V2Client, image_manifest, sha256
+from tests.support.content import sha256
+from tests.support.v2client import V2Client, image_manifest
 
 GRACE = "3"
 SHARED = [random.Random(i).randbytes(20_000) for i in range(6)]
@@ -43,7 +43,7 @@ async def _pull_completely(v2: V2Client, repo: str, reference: str, failures: Fa
     manifest = json.loads(body)
     for blob in [manifest["config"], *manifest["layers"]]:
         status, data, _ = await v2.call("GET", f"/v2/{repo}/blobs/{blob['digest']}")
-        if status == 200 and "sha256:" + hashlib.sha256(data).hexdigest() == blob["digest"]:
+        if status == 200 and sha256(data) == blob["digest"]:
             continue
         gone, _, _ = await v2.call("GET", f"/v2/{repo}/manifests/{sha256(body)}")
         if status != 404 or gone != 404:

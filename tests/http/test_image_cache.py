@@ -95,7 +95,7 @@ async def test_a_vanished_layer_is_404_and_not_remembered(
 
 
 def test_cache_is_bounded_and_refuses_incomplete_images() -> None:
-    from registryd.db.queries import ImageRow
+    from registryd.db.v1_image_queries import ImageRow
 
     def row(n: int, state: str = "complete", json_bytes: int = 100) -> ImageRow:
         return ImageRow(

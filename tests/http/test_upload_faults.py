@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from collections.abc import Callable
 
 import asyncpg
 import pytest
@@ -13,27 +12,24 @@ import pytest
 from registryd.config import Settings
 from tests.conftest import Client
 from tests.support.images import make_image, random_bytes
+from tests.support.polling import eventually
 from tests.support.store import blob_files, upload_files
 from tests.support.v1client import V1Client
 
 LAYER = random_bytes(2 * 1024 * 1024, seed=3)
 
 
-async def wait_for(predicate: Callable[[], bool], within_seconds: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within_seconds
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
-        await asyncio.sleep(0.05)
-
-
-async def send_partial_put(client: Client, path: str, headers: dict[str, str], body: bytes) -> None:
-    """Send the request line, headers and part of a body, then drop the connection."""
+async def send_partial_put(
+    client: Client, settings: Settings, path: str, headers: dict[str, str], body: bytes
+) -> None:
+    """Send the request line, headers and part of a body, then drop the connection once the
+    server streams it to a temp file."""
     reader, writer = await asyncio.open_connection(client.host, client.port)
     head = f"PUT {path} HTTP/1.1\r\nHost: {client.host}\r\n"
     head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
     writer.write(head.encode() + body)
     await writer.drain()
-    await asyncio.sleep(0.3)  # let the server start streaming it to disk
+    await eventually(lambda: upload_files(settings) != [], "the server streams to a temp file")
     writer.transport.abort()  # a hard reset, as when a client dies
     del reader
 
@@ -47,12 +43,12 @@ async def test_disconnect_mid_layer_keeps_the_image_uploading_and_a_retry_works(
     path = f"/v1/images/{image.image_id}/layer"
     half = LAYER[: len(LAYER) // 2]
     if framing == "content-length":
-        await send_partial_put(client, path, {"Content-Length": str(len(LAYER))}, half)
+        await send_partial_put(client, settings, path, {"Content-Length": str(len(LAYER))}, half)
     else:
         body = f"{len(half):x}\r\n".encode() + half + b"\r\n"  # no terminating chunk
-        await send_partial_put(client, path, {"Transfer-Encoding": "chunked"}, body)
+        await send_partial_put(client, settings, path, {"Transfer-Encoding": "chunked"}, body)
 
-    await wait_for(lambda: upload_files(settings) == [])  # the temp file is gone
+    await eventually(lambda: upload_files(settings) == [], "the temp file is removed")
     assert blob_files(settings) == []
     row = await db.fetchrow("SELECT state, layer_digest FROM v1_images")
     assert row is not None

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Client
+from tests.support.content import sha256
 from tests.support.v2client import (
     OCI_EMPTY,
     OCI_INDEX,
@@ -16,7 +17,6 @@ from tests.support.v2client import (
     V2Client,
     descriptor,
     image_manifest,
-    sha256,
 )
 
 DOCKER_V2S2 = "application/vnd.docker.distribution.manifest.v2+json"

@@ -7,8 +7,9 @@ import json
 import pytest
 
 from tests.conftest import Client
+from tests.support.content import sha256
 from tests.support.images import random_bytes
-from tests.support.v2client import V2Client, image_manifest, sha256
+from tests.support.v2client import V2Client, image_manifest
 
 DATA = random_bytes(4000, seed=5)
 

@@ -12,10 +12,11 @@ from aiohttp.pytest_plugin import AiohttpClient
 from registryd.app import create_app
 from registryd.config import Settings
 from tests.conftest import Client
+from tests.support.content import sha256
 from tests.support.images import random_bytes
 from tests.support.store import blob_files, upload_files
 from tests.support.v1client import chunked
-from tests.support.v2client import V2Client, sha256
+from tests.support.v2client import V2Client
 
 DATA = random_bytes(3 * 1024 * 1024 + 5, seed=21)
 

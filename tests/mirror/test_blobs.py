@@ -19,7 +19,8 @@ from registryd.ops.logs import fields_of
 from tests.conftest import Client
 from tests.mirror.conftest import ADMIN, ADMIN_PASSWORD, NAMESPACE, StartMirror, UpstreamRegistry
 from tests.mirror.proxy import Proxy
-from tests.support.v2client import sha256
+from tests.support.content import sha256
+from tests.support.polling import eventually
 
 LAYER_BYTES = 32 * 1024 * 1024
 
@@ -98,7 +99,8 @@ async def test_range_of_a_blob_still_downloading(
             return await resp.read()
 
     full = asyncio.create_task(read_all())
-    await asyncio.sleep(0.3)
+    upstream_path = f"/v2/mirroradmin/slow/blobs/{digest}"
+    await eventually(lambda: proxy.count("GET", upstream_path) == 1, "the download starts")
     ranged = await mirror.get(path, headers={"Range": "bytes=1000-1999"})
     assert ranged.status == 206
     assert ranged.headers["Content-Range"] == f"bytes 1000-1999/{len(layer)}"
@@ -147,11 +149,10 @@ async def test_interrupted_download_commits_nothing_and_the_next_starts_over(
     except aiohttp.ClientPayloadError:
         body = b""
     assert body != layer  # cut short: the client sees a broken body, never a wrong one
-    await asyncio.sleep(0.2)
+    uploads = tmp_path / "mirror-data" / "storage" / "uploads"
+    await eventually(lambda: list(uploads.iterdir()) == [], "the temp file is removed")
     assert not stored_path(tmp_path, digest).exists()
     assert await db.fetchval("SELECT count(*) FROM blobs WHERE digest = $1", digest) == 0
-    uploads = tmp_path / "mirror-data" / "storage" / "uploads"
-    assert list(uploads.iterdir()) == []  # the temp file is gone too
 
     proxy.cut_blobs_after = None
     resp = await mirror.get(path)

@@ -26,7 +26,8 @@ from tests.mirror.proxy import Proxy
 from tests.mirror.test_blobs import stored_path
 from tests.mirror.test_pull_through import ACCEPT, pull
 from tests.process.conftest import free_port
-from tests.support.v2client import sha256
+from tests.support.content import sha256
+from tests.support.polling import eventually
 
 
 async def error_of(resp: object) -> dict[str, object]:
@@ -133,10 +134,14 @@ async def test_upstream_killed_mid_blob_commits_nothing_and_recovers(
 
     client = asyncio.create_task(read_all())
     await proxy.blob_get_forwarded.wait()
-    await asyncio.sleep(0.3)  # some of it has arrived; most has not
+    uploads = tmp_path / "mirror-data" / "storage" / "uploads"
+    await eventually(
+        lambda: any(f.stat().st_size > 0 for f in uploads.iterdir()),
+        "some of it has arrived (most has not)",
+    )
     upstream.kill()
     assert await client is None  # the body was cut: the client retries, never keeps it
-    await asyncio.sleep(0.2)
+    await eventually(lambda: list(uploads.iterdir()) == [], "the temp file is removed")
     assert not stored_path(tmp_path, digest).exists()
     assert await db.fetchval("SELECT count(*) FROM blobs WHERE digest = $1", digest) == 0
 

@@ -11,8 +11,9 @@ from tests.conftest import Client
 from tests.mirror.conftest import ADMIN, ADMIN_PASSWORD, NAMESPACE, StartMirror, UpstreamRegistry
 from tests.mirror.proxy import Proxy
 from tests.mirror.test_pull_through import ACCEPT, pull
+from tests.support.content import sha256
 from tests.support.docker_v1 import basic
-from tests.support.v2client import V2Client, image_manifest, sha256
+from tests.support.v2client import V2Client, image_manifest
 
 
 async def test_pushes_into_a_mirrored_namespace_are_refused(mirror: Client, proxy: Proxy) -> None:

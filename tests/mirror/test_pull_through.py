@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 
 from registryd.config import Upstream
 from tests.conftest import Client
 from tests.mirror.conftest import ADMIN, ADMIN_PASSWORD, NAMESPACE, StartMirror, UpstreamRegistry
 from tests.mirror.proxy import Proxy
-from tests.support.v2client import OCI_INDEX, OCI_MANIFEST, V2Client, sha256
+from tests.support.content import sha256
+from tests.support.v2client import OCI_INDEX, OCI_MANIFEST, V2Client
 
 ACCEPT = {"Accept": OCI_MANIFEST}
 
@@ -121,7 +121,7 @@ async def test_upstream_404_is_404(upstream: UpstreamRegistry, mirror: Client) -
     resp = await mirror.get(f"/v2/{NAMESPACE}/mirroradmin/app/manifests/nope", headers=ACCEPT)
     assert resp.status == 404
     assert (await resp.json())["errors"][0]["code"] == "MANIFEST_UNKNOWN"
-    missing = "sha256:" + hashlib.sha256(b"never pushed").hexdigest()
+    missing = sha256(b"never pushed")
     resp = await mirror.get(f"/v2/{NAMESPACE}/mirroradmin/app/blobs/{missing}")
     assert resp.status == 404
     assert (await resp.json())["errors"][0]["code"] == "BLOB_UNKNOWN"

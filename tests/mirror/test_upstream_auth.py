@@ -17,8 +17,9 @@ from tests.mirror.conftest import (
 )
 from tests.mirror.proxy import Proxy
 from tests.mirror.test_pull_through import ACCEPT, pull
+from tests.support.content import sha256
 from tests.support.docker_v1 import basic
-from tests.support.v2client import OCI_MANIFEST, image_manifest, sha256
+from tests.support.v2client import OCI_MANIFEST, image_manifest
 
 
 async def test_bearer_flow_with_credentials_and_token_reuse(

@@ -14,7 +14,7 @@ from tests.mirror.conftest import ADMIN, ADMIN_PASSWORD, NAMESPACE, UpstreamRegi
 from tests.mirror.proxy import Proxy
 from tests.mirror.test_blobs import metric
 from tests.process.conftest import Launcher
-from tests.support.v2client import sha256
+from tests.support.content import sha256
 
 
 async def test_two_workers_fetch_a_layer_once(

@@ -18,10 +18,11 @@ from aiohttp.pytest_plugin import AiohttpClient
 from registryd.app import create_app
 from registryd.config import Settings
 from tests.conftest import Client
+from tests.support.content import sha256
 from tests.support.images import make_image, random_bytes
 from tests.support.store import blob_files, upload_files
 from tests.support.v1client import chunked
-from tests.support.v2client import V2Client, sha256
+from tests.support.v2client import V2Client
 
 MIB = 1024 * 1024
 BIG = random_bytes(8 * MIB, 10)

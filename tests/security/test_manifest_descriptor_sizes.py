@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 
 from tests.conftest import Client
-from tests.support.v2client import OCI_INDEX, V2Client, descriptor, image_manifest, sha256
+from tests.support.content import sha256
+from tests.support.v2client import OCI_INDEX, V2Client, descriptor, image_manifest
 
 CONFIG = json.dumps({"architecture": "amd64", "os": "linux"}).encode()
 LAYER = b"0123456789"

@@ -26,6 +26,7 @@ from registryd.config import Settings
 from tests.auth.conftest import signed_up
 from tests.conftest import Client
 from tests.support.docker_v1 import basic
+from tests.support.polling import eventually
 from tests.support.v2client import V2Client
 
 PER_ADDRESS = 5
@@ -75,7 +76,7 @@ async def test_guessing_cannot_slow_a_push_and_is_throttled(client: Client) -> N
     stop = asyncio.Event()
     attack = asyncio.create_task(_guessers(client, stop, seen, retry_after))
     try:
-        await asyncio.sleep(0.5)  # the flood is under way
+        await eventually(lambda: seen.total() >= ATTACKERS, "the flood is under way")
         started = time.monotonic()
         await V2Client(client, alice.basic).push_image(
             "alice/app", "v1", [secrets.token_bytes(1024 * 1024)]

@@ -22,10 +22,10 @@ from registryd.config import Settings
 from registryd.storage import paths
 from tests.conftest import Client
 from tests.process.conftest import Launcher
-from tests.security.polling import eventually
+from tests.support.content import sha256
 from tests.support.images import make_image, random_bytes
+from tests.support.polling import eventually
 from tests.support.store import blob_files, upload_files
-from tests.support.v2client import sha256
 
 MIB = 1024 * 1024
 

@@ -18,9 +18,9 @@ from aiohttp.pytest_plugin import AiohttpClient
 from registryd.app import create_app
 from registryd.config import Settings
 from tests.conftest import Client
+from tests.support.content import sha256
 from tests.support.docker_v1 import DockerV1, basic
 from tests.support.store import upload_files
-from tests.support.v2client import sha256
 
 LIMIT = 3
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import Client
-from tests.support.v2client import sha256
+from tests.support.content import sha256
 
 DATA = bytes(range(256)) * 40  # 10240 bytes
 

@@ -15,8 +15,9 @@ import json
 import asyncpg
 
 from tests.conftest import Client
-from tests.security.polling import eventually
-from tests.support.v2client import OCI_INDEX, V2Client, descriptor, image_manifest, sha256
+from tests.support.content import sha256
+from tests.support.polling import eventually
+from tests.support.v2client import OCI_INDEX, V2Client, descriptor, image_manifest
 
 CONFIG = json.dumps({"architecture": "amd64", "os": "linux"}).encode()
 LAYER = b"layer bytes of the race"

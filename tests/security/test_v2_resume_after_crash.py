@@ -22,10 +22,10 @@ from registryd.domain import uploads
 from registryd.keys import SERVICES
 from tests.conftest import Client
 from tests.process.conftest import Launcher
-from tests.security.polling import eventually
+from tests.support.content import sha256
 from tests.support.images import random_bytes
+from tests.support.polling import eventually
 from tests.support.v1client import chunked
-from tests.support.v2client import sha256
 
 MIB = 1024 * 1024
 BLOB = random_bytes(3 * MIB, seed=102)

@@ -22,10 +22,11 @@ from registryd.config import Settings
 from registryd.digest import Digest
 from registryd.storage import paths
 from tests.conftest import Client
-from tests.security.polling import eventually
+from tests.support.content import sha256
 from tests.support.images import random_bytes
+from tests.support.polling import eventually
 from tests.support.v1client import chunked
-from tests.support.v2client import V2Client, sha256
+from tests.support.v2client import V2Client
 
 MIB = 1024 * 1024
 BLOB = random_bytes(2 * MIB, seed=101)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from collections.abc import AsyncIterator
@@ -27,7 +26,7 @@ async def store(tmp_path: Path) -> AsyncIterator[FilesystemBackend]:
 
 
 def _digest(data: bytes) -> Digest:
-    return Digest.parse("sha256:" + hashlib.sha256(data).hexdigest())
+    return Digest.sha256_of(data)
 
 
 async def _append(

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import json
 import random
-import tarfile
 from dataclasses import dataclass
+
+from tests.support.content import sha256, tar_of
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class V1Image:
     @property
     def payload_checksum(self) -> str:
         """``X-Docker-Checksum-Payload``: sha256(json + "\\n" + layer) (v1 spec §7.1)."""
-        return "sha256:" + hashlib.sha256(self.json + b"\n" + self.layer).hexdigest()
+        return sha256(self.json + b"\n" + self.layer)
 
 
 def image_id(seed: str) -> str:
@@ -34,14 +34,7 @@ def random_bytes(size: int, seed: int) -> bytes:
 
 def tar_layer(files: dict[str, bytes]) -> bytes:
     """A gzip-compressed tar of ``files``, like the body docker streams on PUT layer."""
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w") as tar:
-        for name, content in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(content)
-            info.mtime = 1_400_000_000
-            tar.addfile(info, io.BytesIO(content))
-    return gzip.compress(raw.getvalue(), mtime=0)
+    return gzip.compress(tar_of(files, mtime=1_400_000_000), mtime=0)
 
 
 def make_image(seed: str, layer: bytes, parent: str | None = None, **extra: object) -> V1Image:

@@ -22,9 +22,10 @@ from aiohttp.pytest_plugin import AiohttpClient
 from registryd.app import create_app
 from registryd.config import Settings
 from tests.conftest import Client
+from tests.support.content import sha256
 from tests.support.docker_v1 import DockerV1, basic
 from tests.support.images import make_chain, tar_layer
-from tests.support.v2client import OCI_INDEX, OCI_MANIFEST, V2Client, descriptor, sha256
+from tests.support.v2client import OCI_INDEX, OCI_MANIFEST, V2Client, descriptor
 
 ADMIN = ("admin", "admin-password")
 ALICE = ("alice", "alice-password")

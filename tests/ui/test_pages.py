@@ -12,9 +12,10 @@ from aiohttp.pytest_plugin import AiohttpClient
 from registryd.app import create_app
 from registryd.config import Settings
 from tests.conftest import Client
+from tests.support.content import sha256
 from tests.support.docker_v1 import basic
 from tests.support.images import tar_layer
-from tests.support.v2client import V2Client, sha256
+from tests.support.v2client import V2Client
 from tests.ui.conftest import (
     ADMIN,
     ALICE,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from registryd.auth import credentials
-from registryd.db import queries
+from registryd.db import user_queries
 from registryd.errors import AccessDenied, TooManyRequests, Unauthenticated
 from registryd.keys import SERVICES
 from registryd.ui import session
@@ -62,7 +62,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     except (Unauthenticated, AccessDenied):
         return await refuse(401, "Wrong username or password, or the account is disabled.")
     async with svc.pool.acquire() as conn:
-        user = await queries.fetch_user(conn, identity.username or "")
+        user = await user_queries.fetch_user(conn, identity.username or "")
     if user is None:
         return await refuse(401, "The account is gone.")
     response = see_other(next_url)

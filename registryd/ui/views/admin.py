@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from registryd.auth.passwords import hash_password
-from registryd.db import gc_queries, queries, ui_queries
+from registryd.db import gc_queries, ui_queries, user_queries
 from registryd.db.ui_queries import Viewer
 from registryd.domain.users import validate_email, validate_password, validate_username
 from registryd.errors import RequestInvalid, UserInvalid, UserUnknown
@@ -66,7 +66,7 @@ async def create_user(request: web.Request) -> web.Response:
         return await users_page(request, status=400, error=exc.reason)
     password_hash = await hash_password(password)
     async with svc.pool.acquire() as conn:
-        created = await queries.insert_user(
+        created = await user_queries.insert_user(
             conn, username, email, password_hash, fields.get("is_admin") == "on"
         )
     if created is None:

@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from registryd.auth.policy import Action
-from registryd.db import queries, ui_queries
+from registryd.db import blob_queries, manifest_queries, ui_queries
 from registryd.digest import Digest
 from registryd.domain.manifests import INDEX_TYPES
 from registryd.domain.services import Services
@@ -50,13 +50,13 @@ async def manifest(request: web.Request) -> web.Response:
         detail = await ui_queries.fetch_manifest_detail(conn, repo.repository_id, str(digest))
         if detail is None:
             raise NotFound()
-        referrers = await queries.fetch_referrers(conn, repo.repository_id, digest, None)
+        referrers = await manifest_queries.fetch_referrers(conn, repo.repository_id, digest, None)
         body = display.loads_object(detail.body)
         found = display.descriptors([body.get("config")])
         config_descriptor = found[0] if found else None
         # Only a blob of this repository: its bytes may exist through another one alone.
         config_size = (
-            await queries.fetch_repository_blob_size(
+            await blob_queries.fetch_repository_blob_size(
                 conn, repo.repository_id, Digest.parse(config_descriptor.digest)
             )
             if config_descriptor is not None and detail.media_type not in INDEX_TYPES

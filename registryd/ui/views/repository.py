@@ -8,7 +8,7 @@ from registryd.auth.policy import Action
 from registryd.db import ui_queries
 from registryd.db.ui_queries import RepositoryHeader
 from registryd.digest import Digest
-from registryd.domain import manifests, repositories, tags
+from registryd.domain import manifests, repositories, v1_tags
 from registryd.domain.services import Services
 from registryd.errors import RequestInvalid
 from registryd.keys import SERVICES
@@ -91,7 +91,7 @@ async def delete_tag(request: web.Request) -> web.StreamResponse:
     fields, svc, repo = await _form_on_repository(request, Action.DELETE)
     tag = parse_tag(field(fields, "tag"))
     if fields.get("origin") == "v1":
-        await tags.delete_tag(svc, repo.name, tag)
+        await v1_tags.delete_tag(svc, repo.name, tag)
     else:
         await manifests.delete_manifest(svc, repo.name, tag)
     return see_other(f"{repository_url(str(repo.name))}?notice=tag-deleted")

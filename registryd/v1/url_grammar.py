@@ -1,4 +1,7 @@
-"""Names taken from v1 URLs. Invalid names are 404 on reads (they cannot exist), 400 on writes."""
+"""The v1 URL grammar: the names a v1 URL carries.
+
+Invalid names are 404 on reads (they cannot exist), 400 on writes.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""What a v2 path says (name, digest, reference) and the URLs we hand back in ``Location``.
+"""The v2 URL grammar: what a v2 path says (name, digest, reference), and the URLs
+we hand back in ``Location``.
 
 Locations are relative (``/v2/...``): every client we target resolves them
 against the request URL, so they stay right behind proxies and port mappings.
@@ -46,6 +47,7 @@ def next_link(path: str, **query: str | int) -> str:
 
 
 async def add_api_version(request: web.Request, response: web.StreamResponse) -> None:
-    """``on_response_prepare``: every v2 answer names the API version, as distribution does."""
-    if request.path == "/v2" or request.path.startswith("/v2/"):
-        response.headers[API_VERSION_HEADER] = API_VERSION
+    """``on_response_prepare`` of the v2 sub-app: every v2 answer names the API version, as
+    distribution does."""
+    del request
+    response.headers[API_VERSION_HEADER] = API_VERSION

@@ -1,4 +1,5 @@
-"""v1 tags: names in a repository pointing at complete images (v1 spec §5.8)."""
+"""v1 tags (v2 tags: v2_tags.py): names in a repository pointing at complete images
+(v1 spec §5.8)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 from registryd import jsonbody
 from registryd.auth.image_access import ImageAccess, may_reuse
-from registryd.db import queries
+from registryd.db import repository_queries, v1_image_queries, v1_tag_queries
 from registryd.domain.services import Services
 from registryd.errors import (
     AccessDenied,
@@ -45,10 +46,7 @@ def tag_metadata(user_agent: str) -> dict[str, Any]:
 
 def parse_tag_body(body: bytes) -> str:
     """A tag PUT body is a JSON string holding the image id; raise TagBodyInvalid."""
-    try:
-        value = jsonbody.parse(body)
-    except jsonbody.JsonInvalid:
-        raise TagBodyInvalid() from None
+    value = jsonbody.parse_or_raise(body, lambda _reason: TagBodyInvalid())
     if not isinstance(value, str):
         raise TagBodyInvalid()
     return value
@@ -56,18 +54,18 @@ def parse_tag_body(body: bytes) -> str:
 
 async def list_tags(svc: Services, name: RepositoryName) -> dict[str, ImageId]:
     async with svc.pool.acquire() as conn:
-        repo = await queries.fetch_repository(conn, name)
+        repo = await repository_queries.fetch_repository(conn, name)
         if repo is None:
             raise RepositoryUnknown()
-        return await queries.fetch_v1_tags(conn, repo.repository_id)
+        return await v1_tag_queries.fetch_v1_tags(conn, repo.repository_id)
 
 
 async def get_tag(svc: Services, name: RepositoryName, tag: str) -> ImageId:
     async with svc.pool.acquire() as conn:
-        repo = await queries.fetch_repository(conn, name)
+        repo = await repository_queries.fetch_repository(conn, name)
         if repo is None:
             raise RepositoryUnknown()
-        image_id = await queries.fetch_v1_tag(conn, repo.repository_id, tag)
+        image_id = await v1_tag_queries.fetch_v1_tag(conn, repo.repository_id, tag)
     if image_id is None:
         raise TagUnknown(tag)
     return image_id
@@ -90,7 +88,7 @@ async def put_tag(
     except ImageIdInvalid:
         raise ImageUnknown() from None
     async with svc.pool.acquire() as conn, conn.transaction():
-        image = await queries.fetch_image(conn, image_id)
+        image = await v1_image_queries.fetch_image(conn, image_id)
         if image is None:
             raise ImageUnknown()
         if not image.is_complete:
@@ -98,14 +96,14 @@ async def put_tag(
         if not await may_reuse(conn, access, image_id, name):
             # Else tagging would make another repository's private image readable here.
             raise AccessDenied(f"Image {image_id} is in no repository you may read")
-        repo = await queries.ensure_repository(conn, name)
-        await queries.upsert_v1_tag(
+        repo = await repository_queries.ensure_repository(conn, name)
+        await v1_tag_queries.upsert_v1_tag(
             conn, repo.repository_id, tag, image_id, tag_metadata(user_agent)
         )
 
 
 async def delete_tag(svc: Services, name: RepositoryName, tag: str) -> None:
     async with svc.pool.acquire() as conn:
-        repo = await queries.fetch_repository(conn, name)
-        if repo is None or not await queries.delete_v1_tag(conn, repo.repository_id, tag):
+        repo = await repository_queries.fetch_repository(conn, name)
+        if repo is None or not await v1_tag_queries.delete_v1_tag(conn, repo.repository_id, tag):
             raise TagUnknown(tag)

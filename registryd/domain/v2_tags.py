@@ -1,0 +1,19 @@
+"""v2 tags as a list (spec end-8a); tags are written with their manifest (manifests.py)."""
+
+from __future__ import annotations
+
+from registryd.db import repository_queries, v2_tag_queries
+from registryd.domain.services import Services
+from registryd.domain.v2_paging import Page
+from registryd.errors import RepositoryUnknown
+from registryd.names import RepositoryName
+
+
+async def list_tags(svc: Services, name: RepositoryName, last: str | None, limit: int) -> Page:
+    """Tags after ``last`` in byte order, at most ``limit``; raise RepositoryUnknown."""
+    async with svc.pool.acquire() as conn:
+        repo = await repository_queries.fetch_repository(conn, name)
+        if repo is None:
+            raise RepositoryUnknown()
+        tags = await v2_tag_queries.fetch_v2_tags_page(conn, repo.repository_id, last, limit + 1)
+    return Page(tags[:limit], len(tags) > limit)
