@@ -384,10 +384,12 @@ async def sweep_temp_files(svc: Services, max_age_seconds: float, grace_seconds:
         if file.upload_key is not None:
             session = sessions.get(file.upload_key)
             # A claimed session may be mid-takeover: the new claim still copies the old file.
-            # An unfinished write (an object store's multipart upload) is only ever in
-            # flight under a claim.
-            if session is None or (
-                not session.busy and (file.partial or session.file_token != file.generation)
+            # An unfinished write (an object store's multipart upload) is in flight only
+            # under a claim of a live process: once that process is dead it is an orphan.
+            if (
+                session is None
+                or (file.partial and not session.claimed_alive)
+                or (not session.busy and session.file_token != file.generation)
             ):
                 doomed.append(file.name)
         elif file.owner is not None:
