@@ -165,7 +165,7 @@ async def test_a_chunked_upload_alternates_between_replicas(
             offset += len(chunk)
         async with http.put(f"{b.server.url}{location}", params={"digest": digest}) as done:
             assert done.status == 201, await done.text()
-        for server in (a, b):
-            async with http.get(f"{server.server.url}/v2/alice/chunked/blobs/{digest}") as got:
+        for replica in (a, b):
+            async with http.get(f"{replica.server.url}/v2/alice/chunked/blobs/{digest}") as got:
                 assert got.status == 200
                 assert await got.read() == data
