@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import re
 import secrets
@@ -144,9 +145,11 @@ class _MultipartSink:
 
     async def write(self, data: bytes | memoryview) -> None:
         self._buffer += data
-        while len(self._buffer) >= self._backend.part_bytes:
-            part = bytes(self._buffer[: self._backend.part_bytes])
-            del self._buffer[: self._backend.part_bytes]
+        size = self._backend.part_bytes
+        while len(self._buffer) >= size:
+            # bytes, so that the BytesIO below shares it instead of copying it again.
+            part = bytes(memoryview(self._buffer)[:size])
+            del self._buffer[:size]
             await self._send_part(part)
 
     async def _send_part(self, part: bytes) -> None:
@@ -163,7 +166,8 @@ class _MultipartSink:
                 Key=self.key,
                 UploadId=self._upload_id,
                 PartNumber=number,
-                Body=part,
+                # A file object: aiohttp sends it in pieces, botocore can rewind it.
+                Body=io.BytesIO(part),
             )
         self._parts.append({"PartNumber": number, "ETag": answer["ETag"]})
 
@@ -173,7 +177,7 @@ class _MultipartSink:
         if self._upload_id is None:
             with _unavailable_on_failure("upload"):
                 await client.put_object(
-                    Bucket=self._backend.bucket, Key=self.key, Body=bytes(self._buffer)
+                    Bucket=self._backend.bucket, Key=self.key, Body=io.BytesIO(bytes(self._buffer))
                 )
             self._buffer = bytearray()
             return
@@ -385,6 +389,10 @@ class S3Backend:
             signature_version="s3v4",
             s3={"addressing_style": "path" if path_style else "auto"},
             retries={"mode": "standard", "max_attempts": 3},
+            # No extra CRC of every part on the event loop: SigV4 already covers the
+            # payload over http, and TLS does over https.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
             connect_timeout=5,
             read_timeout=60,
             max_pool_connections=max_connections,
