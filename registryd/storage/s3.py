@@ -125,17 +125,53 @@ class S3Blob:
         return None
 
 
+class _PartReader(io.RawIOBase):
+    """A part's bytes as a rewindable file, without a copy: aiohttp sends it in
+    pieces and botocore rewinds it to sign it (over http) or to retry."""
+
+    def __init__(self, view: memoryview) -> None:
+        super().__init__()
+        self._view = view
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = min(len(buffer), len(self._view) - self._position)
+        buffer[:count] = self._view[self._position : self._position + count]
+        self._position += count
+        return count
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._view)}
+        self._position = max(0, min(base[whence] + offset, len(self._view)))
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+    def __len__(self) -> int:
+        return len(self._view)
+
+
 class _MultipartSink:
     """Bytes to one key: held until a part is full, then sent as a multipart part.
 
-    Nothing is visible at the key until ``complete``; ``abort`` removes the parts.
-    A write that never fills a part is sent with one PutObject at ``complete``.
+    One buffer of ``part_bytes`` per sink, filled and sent over and over: the
+    only memory a write in flight holds. Nothing is visible at the key until
+    ``complete``; ``abort`` removes the parts. A write that never fills a part
+    is sent with one PutObject at ``complete``.
     """
 
     def __init__(self, backend: S3Backend, key: str) -> None:
         self._backend = backend
         self.key = key
-        self._buffer = bytearray()
+        self._buffer: bytearray | None = None
+        self._filled = 0
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
 
@@ -144,15 +180,22 @@ class _MultipartSink:
         return self._upload_id is not None
 
     async def write(self, data: bytes | memoryview) -> None:
-        self._buffer += data
         size = self._backend.part_bytes
-        while len(self._buffer) >= size:
-            # bytes, so that the BytesIO below shares it instead of copying it again.
-            part = bytes(memoryview(self._buffer)[:size])
-            del self._buffer[:size]
-            await self._send_part(part)
+        if self._buffer is None:
+            self._buffer = bytearray(size)
+        view = memoryview(data).cast("B")
+        while view:
+            take = min(len(view), size - self._filled)
+            self._buffer[self._filled : self._filled + take] = view[:take]
+            self._filled += take
+            view = view[take:]
+            if self._filled == size:
+                await self._send_part()
 
-    async def _send_part(self, part: bytes) -> None:
+    def _pending(self) -> memoryview:
+        return memoryview(self._buffer if self._buffer is not None else b"")[: self._filled]
+
+    async def _send_part(self) -> None:
         client = self._backend.client
         with _unavailable_on_failure("upload"):
             if self._upload_id is None:
@@ -161,29 +204,30 @@ class _MultipartSink:
                 )
                 self._upload_id = answer["UploadId"]
             number = len(self._parts) + 1
-            answer = await client.upload_part(
-                Bucket=self._backend.bucket,
-                Key=self.key,
-                UploadId=self._upload_id,
-                PartNumber=number,
-                # A file object: aiohttp sends it in pieces, botocore can rewind it.
-                Body=io.BytesIO(part),
-            )
+            with self._pending() as view:
+                answer = await client.upload_part(
+                    Bucket=self._backend.bucket,
+                    Key=self.key,
+                    UploadId=self._upload_id,
+                    PartNumber=number,
+                    Body=_PartReader(view),
+                )
+        self._filled = 0
         self._parts.append({"PartNumber": number, "ETag": answer["ETag"]})
 
     async def complete(self) -> None:
         """Make the bytes visible at the key."""
         client = self._backend.client
         if self._upload_id is None:
-            with _unavailable_on_failure("upload"):
+            with _unavailable_on_failure("upload"), self._pending() as view:
                 await client.put_object(
-                    Bucket=self._backend.bucket, Key=self.key, Body=io.BytesIO(bytes(self._buffer))
+                    Bucket=self._backend.bucket, Key=self.key, Body=_PartReader(view)
                 )
-            self._buffer = bytearray()
+            self._release()
             return
-        if self._buffer or not self._parts:
-            await self._send_part(bytes(self._buffer))
-            self._buffer = bytearray()
+        if self._filled or not self._parts:
+            await self._send_part()
+        self._release()
         with _unavailable_on_failure("upload"):
             await client.complete_multipart_upload(
                 Bucket=self._backend.bucket,
@@ -193,9 +237,13 @@ class _MultipartSink:
             )
         self._upload_id = None
 
+    def _release(self) -> None:
+        self._buffer = None
+        self._filled = 0
+
     async def abort(self) -> None:
         """Drop the parts sent so far (the sweeper retries if this fails)."""
-        self._buffer = bytearray()
+        self._release()
         upload_id, self._upload_id = self._upload_id, None
         if upload_id is None:
             return

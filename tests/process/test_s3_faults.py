@@ -183,3 +183,60 @@ async def test_kill_9_mid_upload_the_next_start_aborts_the_multipart_upload(
                 assert resp.headers["Range"] == "0-6"
     finally:
         await observer.close()
+
+
+def _peak_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+@pytest.mark.slow
+async def test_concurrent_pushes_and_proxied_pulls_stay_within_the_memory_bound(
+    launcher: Launcher, tmp_path: Path, database_url: str, s3_server: S3Server, s3_bucket: str
+) -> None:
+    """Peak RSS stays below 150 MiB + concurrent uploads x s3_part_bytes."""
+    uploads, size, part_mib = 4, 48 * MIB, 8
+    env = {**s3_env(s3_server, s3_bucket, redirect=False), "REGISTRYD_S3_PART_BYTES": "8MiB"}
+    server = launcher.start(tmp_path / "data", database_url, env=env)
+    block = bytes(range(256)) * 4096  # 1 MiB
+
+    def blob(n: int) -> tuple[str, AsyncIterator[bytes]]:
+        data_hash = hashlib.sha256()
+        for i in range(size // MIB):
+            data_hash.update(bytes([n, i % 251]) + block[2:])
+
+        async def body() -> AsyncIterator[bytes]:
+            for i in range(size // MIB):
+                yield bytes([n, i % 251]) + block[2:]
+
+        return "sha256:" + data_hash.hexdigest(), body()
+
+    async def push(http: aiohttp.ClientSession, n: int) -> str:
+        digest, body = blob(n)
+        async with http.post(
+            f"{server.url}/v2/alice/big/blobs/uploads/", params={"digest": digest}, data=body
+        ) as resp:
+            assert resp.status == 201, await resp.text()
+        return digest
+
+    async def pull(http: aiohttp.ClientSession, digest: str) -> None:
+        pulled = hashlib.sha256()
+        async with http.get(f"{server.url}/v2/alice/big/blobs/{digest}") as resp:
+            assert resp.status == 200
+            async for chunk in resp.content.iter_chunked(MIB):
+                pulled.update(chunk)
+        assert "sha256:" + pulled.hexdigest() == digest
+
+    timeout = aiohttp.ClientTimeout(total=600)
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        digests = await asyncio.gather(*(push(http, n) for n in range(uploads)))
+        rss_push = _peak_rss_kib(server.pid)
+        await asyncio.gather(*(pull(http, d) for d in digests))
+    rss_pull = _peak_rss_kib(server.pid)
+    print(
+        f"\nserver peak RSS on s3: after {uploads} x {size // MIB} MiB pushes "
+        f"{rss_push / 1024:.1f} MiB, after proxied pulls {rss_pull / 1024:.1f} MiB"
+    )
+    assert rss_pull < (150 + uploads * part_mib) * 1024
