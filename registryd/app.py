@@ -17,7 +17,7 @@ from registryd.auth.throttle import LOGIN_THROTTLE, LoginThrottle
 from registryd.config import Settings
 from registryd.db.pool import create_pool
 from registryd.db.process_owner import ProcessOwner
-from registryd.domain import uploads, users
+from registryd.domain import commits, uploads, users
 from registryd.domain.services import Services
 from registryd.gc.periodic import collect_in_background
 from registryd.http.middleware import add_request_id_header, error_middleware
@@ -138,6 +138,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        # Blob commits of cancelled requests finish before the pool they write with closes.
+        await commits.wait_for_commits(svc, settings.drain_timeout_seconds)
         await owner.close()
         await pool.close()
         await storage.close()
