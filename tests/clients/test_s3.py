@@ -19,7 +19,9 @@ from tests.clients.conftest import Registry, Skopeo
 from tests.clients.test_containerd import Ctr, ctr
 from tests.process.conftest import Launcher
 from tests.support import oci_layout as oci
+from tests.support.images import make_image as make_v1_image
 from tests.support.s3_server import S3Server
+from tests.support.v1client import V1Client
 
 __all__ = ["ctr"]  # the fixture, from test_containerd
 
@@ -169,3 +171,22 @@ async def test_a_chunked_upload_alternates_between_replicas(
             async with http.get(f"{replica.server.url}/v2/alice/chunked/blobs/{digest}") as got:
                 assert got.status == 200
                 assert await got.read() == data
+
+
+async def test_v1_layers_are_streamed_never_redirected(s3_registry: Registry) -> None:
+    """docker 1.x sends its registry Authorization on redirected layer GETs too, which
+    S3 refuses next to a presigned URL (README): v1 layers always come through the server."""
+    layer = oci.make_layer("v1-on-s3", 6 * 1024 * 1024).data
+    image = make_v1_image("v1-on-s3", layer)
+    async with aiohttp.ClientSession(base_url=s3_registry.server.url) as http:
+        await V1Client(http).push("alice/old", "latest", [image])
+        [(image_id, _, pulled)] = await V1Client(http).pull("alice/old", "latest")
+        assert image_id == image.image_id
+        assert pulled == layer
+        url = f"/v1/images/{image.image_id}/layer"
+        async with http.get(url, allow_redirects=False) as resp:
+            assert resp.status == 200
+            assert hashlib.sha256(await resp.read()).digest() == hashlib.sha256(layer).digest()
+        async with http.get(url, headers={"Range": "bytes=5242870-5242889"}) as part:
+            assert part.status == 206
+            assert await part.read() == layer[5242870:5242890]
