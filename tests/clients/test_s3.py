@@ -7,6 +7,7 @@ against an s3-backed registry: the same pushes, pulls and re-hashes.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 from pathlib import Path
@@ -14,10 +15,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from registryd.storage.s3 import S3Backend
 from tests.clients import test_containerd, test_skopeo
 from tests.clients.conftest import Registry, Skopeo
 from tests.clients.test_containerd import Ctr, ctr
-from tests.process.conftest import Launcher
+from tests.process.conftest import Launcher, run_cli
 from tests.support import oci_layout as oci
 from tests.support.images import make_image as make_v1_image
 from tests.support.s3_server import S3Server
@@ -190,3 +192,40 @@ async def test_v1_layers_are_streamed_never_redirected(s3_registry: Registry) ->
         async with http.get(url, headers={"Range": "bytes=5242870-5242889"}) as part:
             assert part.status == 206
             assert await part.read() == layer[5242870:5242890]
+
+
+async def test_scrub_then_delete_then_gc_frees_the_objects(
+    skopeo: Skopeo,
+    launcher: Launcher,
+    tmp_path: Path,
+    database_url: str,
+    s3_server: S3Server,
+    s3_bucket: str,
+) -> None:
+    """``registryd scrub`` re-hashes and ``registryd gc`` deletes through the s3 backend."""
+    env = s3_env(s3_server, s3_bucket, redirect=True)
+    registry = Registry(launcher.start(tmp_path / "data", database_url, env=env))
+    layout, image = test_skopeo.two_layer_image(tmp_path)
+    await skopeo(
+        "copy", "--dest-tls-verify=false", f"oci:{layout}:v1", registry.ref("alice/app:v1")
+    )
+    observer = S3Backend(s3_bucket, endpoint_url=s3_server.url, path_style=True)
+    await observer.start()
+    try:
+        stored = {str(d) async for d in observer.list_blobs()}
+        assert stored == {blob.digest for blob in image.blobs}
+        cli_env = {
+            **env,
+            "REGISTRYD_DATABASE_URL": database_url,
+            "REGISTRYD_DATA_DIR": str(tmp_path / "data"),
+            "REGISTRYD_GC_GRACE_SECONDS": "0",
+        }
+        scrubbed = await asyncio.to_thread(run_cli, "scrub", env=cli_env)
+        assert scrubbed.returncode == 0, scrubbed.stderr + scrubbed.stdout
+        await skopeo("delete", "--tls-verify=false", registry.ref("alice/app:v1"))
+        collected = await asyncio.to_thread(run_cli, "gc", env=cli_env)
+        assert collected.returncode == 0, collected.stderr
+        assert f"removed {len(image.blobs)} blob file(s)" in collected.stdout
+        assert [d async for d in observer.list_blobs()] == []
+    finally:
+        await observer.close()
