@@ -786,6 +786,7 @@ class S3Backend:
                     await self.client.put_object(Bucket=self.bucket, Key=target, Body=b"")
             else:
                 await self.copy_object(pieces, target)
+            await self._forget_session(upload_key, generation)
             return
         # Pieces too small to be parts: stream them into a multipart upload at the
         # address, hashing on the way, and complete it only once the digest matches.
@@ -802,13 +803,21 @@ class S3Backend:
             hashing.verify(check.digest(), expected)
             if before_store is not None:
                 await before_store()
-            if not sink.started:
-                # Small enough for one part: still nothing at the address until now.
-                await sink.complete()
-                return
+            # Small enough for one part or not, nothing is at the address until now.
             await sink.complete()
         finally:
             await sink.abort()
+        await self._forget_session(upload_key, generation)
+
+    async def _forget_session(self, upload_key: str, generation: str | None) -> None:
+        """The session's objects once its blob is stored: as a file renamed to its
+        address, they are gone (a failure leaves them to the sweeper)."""
+        try:
+            await self.delete_upload(upload_key, generation)
+        except StorageUnavailable as exc:
+            log.warning(
+                "session %s committed; its objects are left to the sweeper: %s", upload_key, exc
+            )
 
     async def delete_upload(self, upload_key: str, generation: str | None) -> None:
         prefix = self._session_prefix(upload_key, generation)
