@@ -34,8 +34,8 @@ async def store(s3_server: S3Server, s3_bucket: str) -> AsyncIterator[S3Backend]
 async def test_blobs_above_the_copy_limit_are_copied_in_parts(store: S3Backend) -> None:
     """CopyObject stops at 5 GiB: above it the verified object is copied with
     UploadPartCopy ranges (here with the limits lowered, so that MiBs take that path)."""
-    store.copy_object_max_bytes = MIN_PART_BYTES
-    store.copy_part_bytes = MIN_PART_BYTES
+    store.objects.copy_object_max_bytes = MIN_PART_BYTES
+    store.objects.copy_part_bytes = MIN_PART_BYTES
     data = os.urandom(2 * MIN_PART_BYTES + 1024 * 1024)
     async with store.writer() as writer:
         for start in range(0, len(data), 1024 * 1024):
