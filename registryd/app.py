@@ -17,7 +17,7 @@ from registryd.auth.throttle import LOGIN_THROTTLE, LoginThrottle
 from registryd.config import Settings
 from registryd.db.pool import create_pool
 from registryd.db.process_owner import ProcessOwner
-from registryd.domain import uploads, users
+from registryd.domain import commits, uploads, users
 from registryd.domain.services import Services
 from registryd.gc.periodic import collect_in_background
 from registryd.http.middleware import add_request_id_header, error_middleware
@@ -28,8 +28,9 @@ from registryd.ops import routes as ops_routes
 from registryd.ops.lifecycle import Lifecycle
 from registryd.ops.metrics import Metrics
 from registryd.ops.observe import observe_middleware
-from registryd.ops.storage import ObservedFilesystemBackend
-from registryd.storage.filesystem import FilesystemBackend
+from registryd.storage.base import Backend
+from registryd.storage.observed import ObservedBackend
+from registryd.storage.select import backend_from_settings
 from registryd.ui.app import mount as mount_ui
 from registryd.v1 import errors as v1_errors
 from registryd.v1 import routes as v1_routes
@@ -72,7 +73,7 @@ async def _sweep_stale_uploads(svc: Services, max_age_seconds: int) -> None:
 OPEN_FILES_SWEEP_SECONDS = 2.0
 
 
-async def _sweep_open_files(storage: FilesystemBackend) -> None:
+async def _sweep_open_files(storage: Backend) -> None:
     while True:
         await asyncio.sleep(OPEN_FILES_SWEEP_SECONDS)
         storage.sweep_open_files()
@@ -91,10 +92,14 @@ async def _sample_pool(app: web.Application) -> None:
 async def _services(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     assert settings.database_url is not None, "resolve the database before create_app"
-    storage = ObservedFilesystemBackend(settings.storage_root, app[METRICS], settings.open_files)
+    storage: Backend = ObservedBackend(backend_from_settings(settings), app[METRICS])
     await storage.start()
-    token_secret = await asyncio.to_thread(load_token_secret, settings)
-    pool = await create_pool(settings.database_url, settings)
+    try:
+        token_secret = await asyncio.to_thread(load_token_secret, settings)
+        pool = await create_pool(settings.database_url, settings)
+    except BaseException:
+        await storage.close()
+        raise
 
     # Claims and temp files carry this process's key; its lock tells others we live.
     def name_temp_files_with(key: int) -> None:
@@ -105,6 +110,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         await owner.start(settings.database_url)
     except BaseException:
         await pool.close()
+        await storage.close()
         raise
     access = AccessFacts(pool, settings.database_url, enabled=settings.access_cache)
     svc = Services(
@@ -132,9 +138,11 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        # Blob commits of cancelled requests finish before the pool they write with closes.
+        await commits.wait_for_commits(svc, settings.drain_timeout_seconds)
         await owner.close()
         await pool.close()
-        storage.close()
+        await storage.close()
 
 
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})

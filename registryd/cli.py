@@ -53,7 +53,7 @@ from registryd.ops.health import has_failed, mark_failed
 from registryd.ops.logs import configure_logging
 from registryd.ops.metrics import multiprocess_metrics
 from registryd.server import raise_open_files_limit, serve
-from registryd.storage.filesystem import FilesystemBackend
+from registryd.storage.select import backend_from_settings
 from registryd.workers import serve_workers
 
 log = logging.getLogger("registryd")
@@ -185,7 +185,8 @@ async def _create_user(settings: Settings, args: argparse.Namespace, password: s
     await _migrate(settings.database_url)
     pool = await create_pool(settings.database_url, settings)
     try:
-        svc = Services(pool, FilesystemBackend(settings.storage_root), settings, b"")
+        # Users need no blobs: the storage is never started.
+        svc = Services(pool, backend_from_settings(settings), settings, b"")
         created = await users.ensure_user(
             svc, args.username, password, is_admin=args.admin, email=args.email
         )
@@ -200,10 +201,13 @@ async def _offline_services(settings: Settings) -> AsyncIterator[Services]:
     assert settings.database_url is not None
     await _migrate(settings.database_url)
     pool = await create_pool(settings.database_url, settings)
+    # No shared descriptors: a one-off command reads each blob at most once.
+    storage = backend_from_settings(settings, open_files=0)
     try:
-        # No shared descriptors: a one-off command reads each blob at most once.
-        yield Services(pool, FilesystemBackend(settings.storage_root, open_files=0), settings, b"")
+        await storage.start()
+        yield Services(pool, storage, settings, b"")
     finally:
+        await storage.close()
         await pool.close()
 
 

@@ -286,6 +286,51 @@ def _parse_auth_mode(text: str) -> str:
     return mode
 
 
+def _parse_storage(text: str) -> str:
+    kind = text.strip().lower()
+    if kind not in ("filesystem", "s3"):
+        raise ValueError("must be filesystem or s3")
+    return kind
+
+
+_S3_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+def _parse_s3_bucket(text: str) -> str:
+    bucket = text.strip()
+    if bucket and (_S3_BUCKET_RE.fullmatch(bucket) is None or ".." in bucket):
+        raise ValueError("must be a valid S3 bucket name (3-63 of a-z 0-9 . -)")
+    return bucket
+
+
+def _parse_s3_prefix(text: str) -> str:
+    prefix = text.strip().strip("/")
+    if prefix and any(part in ("", ".", "..") for part in prefix.split("/")):
+        raise ValueError("must be key segments separated by '/'")
+    return prefix + "/" if prefix else ""
+
+
+def _parse_s3_endpoint_url(text: str) -> str:
+    url = text.strip()
+    if url and re.fullmatch(r"https?://[^\s/?#]+/?", url) is None:
+        raise ValueError("must be http(s)://host[:port], or empty for AWS")
+    return url.rstrip("/")
+
+
+def _parse_s3_region(text: str) -> str:
+    region = text.strip()
+    if re.fullmatch(r"[a-z0-9-]{1,32}", region) is None:
+        raise ValueError("must be a region name such as us-east-1")
+    return region
+
+
+def _parse_s3_part_bytes(text: str) -> int:
+    size = parse_size_bytes(text)
+    if not 5 * 1024**2 <= size <= 5 * 1024**3:
+        raise ValueError("must be between 5MiB and 5GiB (S3's part size limits)")
+    return size
+
+
 def _parse_secret(text: str) -> str | None:
     secret = text.strip()
     if not secret:
@@ -419,6 +464,21 @@ class Settings:
     max_uploads_per_user: int = 100
     # /readyz answers 503 while the storage has less free space than this (0: never).
     min_free_bytes: int = 512 * 1024**2
+    # Where blobs live: "filesystem" (under data_dir) or "s3" (an S3-compatible
+    # bucket; credentials from the standard AWS chain, never from these settings).
+    storage: str = "filesystem"
+    s3_bucket: str = ""
+    # Every key of the store starts with this (empty, or ending in "/").
+    s3_prefix: str = ""
+    s3_region: str = "us-east-1"
+    # The S3 API's address; empty: AWS's own for the region.
+    s3_endpoint_url: str = ""
+    # Address the bucket in the path (http://host/bucket/key), as MinIO and Ceph want.
+    s3_path_style: bool = False
+    # Blob GETs answer 307 to a short-lived presigned URL (false: stream through the server).
+    s3_redirect: bool = True
+    # Bytes per multipart part, held in memory per upload in flight (S3: 5 MiB to 5 GiB).
+    s3_part_bytes: int = 16 * 1024**2
     # Registries mirrored under local namespaces (pull-through cache), from [[upstreams]].
     upstreams: tuple[Upstream, ...] = ()
     # Garbage collection: blobs, links and v1 images younger than this are never
@@ -471,6 +531,8 @@ class Settings:
             )
         if self.max_json_bytes < 2:
             raise ConfigError(f"{ENV_PREFIX}MAX_JSON_BYTES must allow at least a JSON object")
+        if self.storage == "s3" and not self.s3_bucket:
+            raise ConfigError(f"{ENV_PREFIX}S3_BUCKET must be set when {ENV_PREFIX}STORAGE=s3")
 
 
 _PARSERS: dict[str, Callable[[str], Any]] = {
@@ -517,6 +579,14 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "max_restarts_per_minute": _parse_non_negative_int,
     "max_uploads_per_user": _parse_non_negative_int,
     "min_free_bytes": parse_size_bytes,
+    "storage": _parse_storage,
+    "s3_bucket": _parse_s3_bucket,
+    "s3_prefix": _parse_s3_prefix,
+    "s3_region": _parse_s3_region,
+    "s3_endpoint_url": _parse_s3_endpoint_url,
+    "s3_path_style": _parse_bool,
+    "s3_redirect": _parse_bool,
+    "s3_part_bytes": _parse_s3_part_bytes,
     # Not a one-string setting: resolve() hands it to parse_upstreams with its origin.
     "upstreams": str,
     "gc_grace_seconds": _parse_non_negative_int,

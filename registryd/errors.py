@@ -320,6 +320,14 @@ class DatabaseUnavailable(Retryable):
         super().__init__(reason, retry_after)
 
 
+class StorageUnavailable(Retryable):
+    """The blob store (an object store over the network) is unreachable, failing or too
+    slow: nothing was stored (503)."""
+
+    def __init__(self, reason: str = "storage unavailable", retry_after: int = 5) -> None:
+        super().__init__(reason, retry_after)
+
+
 class ServerBusy(Retryable):
     """A bounded resource (such as password hashing) is saturated (503)."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import secrets
 import shutil
@@ -28,6 +29,8 @@ from registryd.config import Settings
 from registryd.db.embedded import EmbeddedPostgres
 from registryd.db.embedded import database_url as url_of_database
 from registryd.db.migrate import apply_migrations
+from tests.support.s3_server import CREDENTIALS as S3_CREDENTIALS
+from tests.support.s3_server import S3Server
 
 # One template per test run: two runs against one server must not drop each other's.
 TEMPLATE_DB = "registryd_test_template_" + secrets.token_hex(4)
@@ -125,6 +128,24 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         max_layer_bytes=64 * 1024**2,
         max_json_bytes=64 * 1024,
     )
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """moto's S3 server, one process per test run (each test takes a bucket of its own)."""
+    os.environ.update(S3_CREDENTIALS)  # for botocore's standard credential chain
+    server = S3Server()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> str:
+    """A new, empty bucket on the test S3 server."""
+    name = f"registryd-{secrets.token_hex(6)}"
+    s3_server.create_bucket(name)
+    return name
 
 
 @pytest.fixture

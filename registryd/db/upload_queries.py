@@ -145,18 +145,26 @@ async def release_session(
 class SessionFile:
     file_token: str | None
     busy: bool
+    # Claimed by a process that is alive (busy, and not a dead process's leftover).
+    claimed_alive: bool = False
 
 
 async def fetch_session_files(conn: Conn, upload_ids: list[str]) -> dict[str, SessionFile]:
-    """Of ``upload_ids``, those that are sessions: their file generation, whether claimed."""
+    """Of ``upload_ids``, those that are sessions: their file generation, whether claimed
+    (and by a live process)."""
     rows = await conn.fetch(
-        """
-        SELECT upload_id, file_token, busy_since IS NOT NULL AS busy FROM v2_uploads
+        f"""
+        SELECT upload_id, file_token, busy_since IS NOT NULL AS busy,
+               busy_since IS NOT NULL AND claim_owner IS NOT NULL
+                   AND {owner_alive_sql("claim_owner")} AS claimed_alive
+        FROM v2_uploads
         WHERE upload_id = ANY($1::text[])
         """,
         upload_ids,
     )
-    return {r["upload_id"]: SessionFile(r["file_token"], r["busy"]) for r in rows}
+    return {
+        r["upload_id"]: SessionFile(r["file_token"], r["busy"], r["claimed_alive"]) for r in rows
+    }
 
 
 async def fetch_live_owners(conn: Conn, owners: list[int]) -> set[int]:

@@ -17,8 +17,8 @@ from registryd.names import RepositoryName
 from registryd.storage.base import OpenBlob
 
 
-async def open_blob(svc: Services, name: RepositoryName, digest: Digest) -> OpenBlob:
-    """Open a blob of the repository for reading; raise BlobUnknown."""
+async def blob_size(svc: Services, name: RepositoryName, digest: Digest) -> int:
+    """The size of a blob the repository holds; raise BlobUnknown (the bytes are not read)."""
     async with svc.pool.acquire() as conn:
         repo = await repository_queries.fetch_repository(conn, name)
         size = (
@@ -28,7 +28,22 @@ async def open_blob(svc: Services, name: RepositoryName, digest: Digest) -> Open
         )
     if size is None:
         raise BlobUnknown(str(digest))
+    return size
+
+
+async def open_blob(svc: Services, name: RepositoryName, digest: Digest) -> OpenBlob:
+    """Open a blob of the repository for reading; raise BlobUnknown."""
+    await blob_size(svc, name, digest)
     return await svc.storage.open(digest)
+
+
+async def blob_redirect(
+    svc: Services, name: RepositoryName, digest: Digest, expires_seconds: int
+) -> str | None:
+    """A short-lived URL of a blob the repository holds, if the storage offers one
+    (None: serve it here); raise BlobUnknown."""
+    await blob_size(svc, name, digest)
+    return await svc.storage.redirect_url(digest, expires_seconds)
 
 
 async def delete_blob(svc: Services, name: RepositoryName, digest: Digest) -> None:

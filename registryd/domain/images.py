@@ -8,7 +8,6 @@ ImageBeingUploaded; writes to a complete one with ImageAlreadyExists.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,6 +17,7 @@ from registryd.db import v1_image_queries
 from registryd.db.conn import Conn
 from registryd.db.v1_image_queries import ImageRow
 from registryd.digest import Sha256, payload_checksum_hasher
+from registryd.domain import commits
 from registryd.domain.services import Services
 from registryd.errors import (
     AncestryInvalid,
@@ -136,17 +136,11 @@ async def put_image_layer(
     async with svc.storage.writer(tee=payload) as writer:
         async for chunk in body:
             await writer.write(chunk)
-        # Commit and attach are one unit: a client that goes away or a drain that
-        # cancels the handler now cannot leave a stored blob that no image points
-        # to (once committing, the writer ignores the cancel its exit sends).
-        commit = asyncio.ensure_future(_commit_layer(svc, writer, image, payload))
-        try:
-            attached = await asyncio.shield(commit)
-        except asyncio.CancelledError:
-            # The commit takes the blob's row before it places the file (gc/hooks.py):
-            # the writer's exit must not discard the bytes before that.
-            await asyncio.wait([commit])
-            raise
+        # Commit and attach are one unit (domain/commits.py): a client that goes away
+        # or a drain cannot leave a stored blob that no image points to. The commit
+        # takes the blob's row before it places the bytes (gc/hooks.py), and the
+        # writer's exit waits for it, so it never discards bytes under it.
+        attached = await commits.run_commit(svc, _commit_layer(svc, writer, image, payload))
     if not attached:
         # The blob stays stored (it is valid content); only this attachment is void.
         raise ImageChanged()

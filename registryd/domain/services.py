@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 
@@ -28,3 +30,5 @@ class Services:
     access: AccessFacts | None = None
     # Upload sessions a request of this process is claiming or holds right now.
     upload_claims: set[str] = field(default_factory=set)
+    # "Commit the bytes and record the row" units in flight (domain/commits.py).
+    commits: set[asyncio.Future[Any]] = field(default_factory=set)

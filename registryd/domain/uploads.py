@@ -1,6 +1,6 @@
 """v2 blob upload sessions (spec end-4 … end-6, end-13, cancel).
 
-A session is a row in ``v2_uploads`` plus a temp file in the storage, so it
+A session is a row in ``v2_uploads`` plus its bytes in the storage, so it
 survives a restart and any replica sharing both can take the next chunk. While
 a request writes, the row is claimed by it; chunks must arrive in order. The
 commit verifies the digest over the stored bytes, moves them to their content
@@ -24,13 +24,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
+import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from registryd.db import repository_queries, upload_queries
 from registryd.db.upload_queries import ClaimedSession
-from registryd.digest import Digest
+from registryd.digest import Digest, Hasher
+from registryd.domain import commits
 from registryd.domain.services import Services
 from registryd.errors import (
     BodyTooLarge,
@@ -44,9 +47,25 @@ from registryd.errors import (
 )
 from registryd.gc import hooks as gc_hooks
 from registryd.names import RepositoryName
-from registryd.storage import paths
 
 log = logging.getLogger(__name__)
+
+# The public upload id (the last segment of the session's Location): unguessable,
+# and the storage's key for the session's bytes, which each backend validates again.
+_UPLOAD_ID_RE = re.compile(r"[a-f0-9]{32}")
+
+
+def new_upload_id() -> str:
+    return secrets.token_hex(16)
+
+
+def _known_form(upload_id: str) -> bool:
+    return _UPLOAD_ID_RE.fullmatch(upload_id) is not None
+
+
+def _new_generation() -> str:
+    """A session's next generation of bytes (after a takeover): 16 hex, as storage keys want."""
+    return secrets.token_hex(8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +88,7 @@ async def start_upload(svc: Services, name: RepositoryName, created_by: str | No
     (TooManyUploads). The row comes first, the file second: a file never exists
     without its row, so the sweeper can remove any that has none.
     """
-    upload_id = paths.new_upload_key()
+    upload_id = new_upload_id()
     limit = svc.settings.max_uploads_per_user
     async with svc.pool.acquire() as conn, conn.transaction():
         repo = await repository_queries.ensure_repository(conn, name)
@@ -91,7 +110,7 @@ async def start_upload(svc: Services, name: RepositoryName, created_by: str | No
 
 async def upload_size(svc: Services, name: RepositoryName, upload_id: str) -> int:
     """Bytes received so far (spec end-13); raise UploadUnknown."""
-    if not paths.is_upload_key(upload_id):
+    if not _known_form(upload_id):
         raise UploadUnknown()
     async with svc.pool.acquire() as conn:
         repo = await repository_queries.fetch_repository(conn, name)
@@ -107,7 +126,7 @@ async def upload_size(svc: Services, name: RepositoryName, upload_id: str) -> in
 
 async def cancel_upload(svc: Services, name: RepositoryName, upload_id: str) -> None:
     """Forget the session and its bytes; raise UploadUnknown."""
-    if not paths.is_upload_key(upload_id):
+    if not _known_form(upload_id):
         raise UploadUnknown()
     async with svc.pool.acquire() as conn:
         repo = await repository_queries.fetch_repository(conn, name)
@@ -123,7 +142,7 @@ async def cancel_upload(svc: Services, name: RepositoryName, upload_id: str) -> 
 
 
 async def _claim(svc: Services, name: RepositoryName, upload_id: str) -> ClaimedSession:
-    if not paths.is_upload_key(upload_id):
+    if not _known_form(upload_id):
         raise UploadUnknown()
     # Registered before the claim is made: a mark of this process on a session that
     # is not listed here is a leftover (release_leftover_claims), never a claim in the making.
@@ -152,7 +171,7 @@ async def _own_file(svc: Services, claim: ClaimedSession) -> ClaimedSession:
     """After a takeover, move the session to a file generation of this claim's own."""
     if not claim.taken_over:
         return claim
-    generation = paths.new_generation()
+    generation = _new_generation()
     async with svc.pool.acquire() as conn:
         if not await upload_queries.set_file_token(
             conn, claim.upload_id, claim.claimed_at, generation
@@ -295,14 +314,7 @@ async def complete_upload(
         size = appended
         hasher = svc.upload_hashes.take(upload_id, size)
         try:
-            async with svc.pool.acquire() as conn, conn.transaction():
-                # The blob's row exists before its file is placed (a failure here
-                # leaves no file without a row) and is held until the link commits,
-                # so garbage collection cannot remove either (gc/hooks.py).
-                await gc_hooks.hold_blob(conn, digest, size)
-                await svc.storage.commit_upload(upload_id, claim.file_token, size, digest, hasher)
-                await gc_hooks.link_blob(conn, claim.repository_id, digest)
-                await upload_queries.delete_upload(conn, upload_id)
+            await commits.run_commit(svc, _commit_session(svc, claim, size, digest, hasher))
         except (DigestMismatch, UploadUnknown):
             committed = True  # nothing left to release
             svc.upload_claims.discard(upload_id)
@@ -314,6 +326,20 @@ async def complete_upload(
     finally:
         if not committed:
             await _release(svc, claim, size, None)
+
+
+async def _commit_session(
+    svc: Services, claim: ClaimedSession, size: int, digest: Digest, hasher: Hasher | None
+) -> None:
+    """Verify and place the session's bytes, link the blob and end the session: one unit."""
+    async with svc.pool.acquire() as conn, conn.transaction():
+        # The blob's row exists before its bytes are placed (a failure here leaves
+        # no blob without a row) and is held until the link commits, so garbage
+        # collection cannot remove either (gc/hooks.py).
+        await gc_hooks.hold_blob(conn, digest, size)
+        await svc.storage.commit_upload(claim.upload_id, claim.file_token, size, digest, hasher)
+        await gc_hooks.link_blob(conn, claim.repository_id, digest)
+        await upload_queries.delete_upload(conn, claim.upload_id)
 
 
 async def upload_whole_blob(
@@ -387,7 +413,13 @@ async def sweep_temp_files(svc: Services, max_age_seconds: float, grace_seconds:
         if file.upload_key is not None:
             session = sessions.get(file.upload_key)
             # A claimed session may be mid-takeover: the new claim still copies the old file.
-            if session is None or (not session.busy and session.file_token != file.generation):
+            # An unfinished write (an object store's multipart upload) is in flight only
+            # under a claim of a live process: once that process is dead it is an orphan.
+            if (
+                session is None
+                or (file.partial and not session.claimed_alive)
+                or (not session.busy and session.file_token != file.generation)
+            ):
                 doomed.append(file.name)
         elif file.owner is not None:
             if file.owner not in live:

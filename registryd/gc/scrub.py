@@ -12,7 +12,6 @@ do, so it never removes a file a concurrent push is placing.
 from __future__ import annotations
 
 import asyncio
-import os
 from dataclasses import dataclass, field
 
 from registryd.db import gc_queries
@@ -20,8 +19,8 @@ from registryd.db.conn import Conn
 from registryd.digest import Digest, Hasher
 from registryd.domain.services import Services
 from registryd.errors import BlobUnknown
+from registryd.storage.base import OpenBlob
 
-_CHUNK_BYTES = 1024 * 1024
 CORRUPT = "corrupt"
 ORPHAN = "file without row"
 LOST = "row without file"
@@ -49,12 +48,11 @@ class ScrubReport:
         return "\n".join(lines)
 
 
-def _hash_sync(fd: int, algorithm: str) -> Digest:
+async def _hash(blob: OpenBlob, algorithm: str) -> Digest:
     hasher = Hasher(algorithm)
-    offset = 0
-    while chunk := os.pread(fd, _CHUNK_BYTES, offset):
-        hasher.update(chunk)
-        offset += len(chunk)
+    loop = asyncio.get_running_loop()
+    async for chunk in blob.read_range(0, blob.size_bytes):
+        await loop.run_in_executor(None, hasher.update, chunk)
     return hasher.digest()
 
 
@@ -65,7 +63,7 @@ async def _rehash(svc: Services, digest: Digest) -> Digest | None:
     except BlobUnknown:
         return None
     try:
-        return await asyncio.to_thread(_hash_sync, blob.fileno(), digest.algorithm)
+        return await _hash(blob, digest.algorithm)
     finally:
         await blob.close()
 

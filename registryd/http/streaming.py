@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import mmap
-import os
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ log = logging.getLogger(__name__)
 # Bytes handed to the storage writer at a time: large enough that hashing and
 # the executor hop are cheap per byte, small enough to keep memory flat.
 WRITE_CHUNK_BYTES = 1024 * 1024
+# Bytes of a blob file read at a time where it cannot be sent with sendfile.
 READ_CHUNK_BYTES = 1024 * 1024
 # Request body buffers this large come from mmap, not malloc (see _buffer).
 MAPPED_BUFFER_BYTES = 256 * 1024
@@ -165,9 +165,11 @@ async def send_blob(
 ) -> web.StreamResponse:
     """Serve ``blob`` (whole, or the requested range) and close it.
 
-    With ``zero_copy`` the kernel moves the bytes (``sendfile``, on any event
-    loop); over TLS, or with ``zero_copy`` off, they are read in
-    READ_CHUNK_BYTES pieces off the loop and written through the response.
+    With ``zero_copy`` and a blob in a local file the kernel moves the bytes
+    (``sendfile``, on any event loop); over TLS, with ``zero_copy`` off, or for a
+    blob that is no local file (an object store's), they are read in bounded
+    pieces (``OpenBlob.read_range``) and written through the response, each
+    write waiting for the client to drain, so memory stays flat.
     """
     try:
         size = blob.size_bytes
@@ -215,20 +217,22 @@ async def _send_body(
     count: int,
     zero_copy: bool,
 ) -> None:
-    sock = sendfile.usable(request.transport) if zero_copy else None
-    if sock is not None and isinstance(writer, StreamWriter):
+    fd = blob.fileno() if zero_copy else None
+    sock = sendfile.usable(request.transport) if fd is not None else None
+    if fd is not None and sock is not None and isinstance(writer, StreamWriter):
         # aiohttp buffers the status line and headers until the first body
         # write; sendfile bypasses the writer, so hand them over first.
         writer.send_headers()
         await sendfile.send_file_range(
             request.transport,  # type: ignore[arg-type]  # checked by usable()
             sock,
-            blob.fileno(),
+            fd,
             offset,
             count,
         )
     else:
-        await _copy_file_range(response, blob, offset, count)
+        async for data in blob.read_range(offset, count):
+            await response.write(data)
 
 
 def _rid(request: web.Request) -> str:
@@ -238,19 +242,3 @@ def _rid(request: web.Request) -> str:
 def _abort(request: web.Request) -> None:
     if request.transport is not None:
         request.transport.close()
-
-
-async def _copy_file_range(
-    response: web.StreamResponse, blob: OpenBlob, offset: int, count: int
-) -> None:
-    loop = asyncio.get_running_loop()
-    fd = blob.fileno()
-    end = offset + count
-    while offset < end:
-        data = await loop.run_in_executor(
-            None, os.pread, fd, min(READ_CHUNK_BYTES, end - offset), offset
-        )
-        if not data:
-            raise OSError(f"blob shrank while being served (at byte {offset})")
-        await response.write(data)
-        offset += len(data)

@@ -42,7 +42,6 @@ from registryd.mirror.routing import Target
 from registryd.mirror.service import Mirror
 from registryd.names import RepositoryName
 from registryd.storage.base import OpenBlob
-from registryd.storage.filesystem import FilesystemWriter
 
 log = logging.getLogger(__name__)
 
@@ -272,8 +271,7 @@ async def _fetch(mirror: Mirror, download: Download) -> None:
     # A temp file of this process: swept only once the process is dead, however long
     # the download runs; leaving the block without commit removes it.
     writer = storage.writer()
-    if isinstance(writer, FilesystemWriter):
-        download.path = writer.temp_path
+    download.path = writer.temp_path  # None: followers wait for the commit
     mirror.metrics.misses.labels(name, "blob").inc()
     async with writer:
         async with client.request("GET", f"/v2/{target.path}/blobs/{digest}", target.path) as resp:

@@ -34,9 +34,7 @@ async def get_readyz(request: web.Request) -> web.Response:
     timeout = request.app[SETTINGS].readiness_timeout_seconds
     database, storage = await asyncio.gather(
         check_database(svc.pool, timeout),
-        check_storage(
-            request.app[SETTINGS].storage_root, timeout, request.app[SETTINGS].min_free_bytes
-        ),
+        check_storage(svc.storage, timeout, request.app[SETTINGS].min_free_bytes),
     )
     ready = database is None and storage is None
     if ready != lifecycle.ready:

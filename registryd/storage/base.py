@@ -1,15 +1,37 @@
-"""The storage backend interface every backend (filesystem today, object stores later) meets."""
+"""The storage backend interface every backend (filesystem, s3) meets.
+
+Above storage, code names only these protocols, never a concrete backend. The
+layer knows bytes and keys: content addresses (digests), upload session keys,
+and the owner key of the process whose temp objects they are.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Protocol, Self
+from typing import Protocol, Self
 
 from registryd.digest import Digest, Hasher, Sha256
 
-if TYPE_CHECKING:
-    from registryd.storage.filesystem import TempFile
+
+@dataclass(frozen=True, slots=True)
+class TempFile:
+    """A temporary object of the store (file, object or unfinished multipart upload),
+    as the sweeper sees it; ``name`` is the backend's own, for ``remove_temp_files``."""
+
+    name: str
+    mtime: float
+    # A session's bytes: its upload key and generation (None: the first).
+    upload_key: str | None = None
+    generation: str | None = None
+    # A process's temp object: the owner's key.
+    owner: int | None = None
+    # A session's write still in flight (an unfinished multipart upload): only a
+    # request holding the session's claim writes one, so it is an orphan once the
+    # session is not claimed.
+    partial: bool = False
 
 
 class BlobWriter(Protocol):
@@ -21,6 +43,11 @@ class BlobWriter(Protocol):
 
     @property
     def size_bytes(self) -> int: ...
+
+    @property
+    def temp_path(self) -> Path | None:
+        """A local file that grows as bytes are written (readers may follow a write in
+        flight), or None when the bytes go elsewhere."""
 
     def digest(self) -> Digest:
         """The digest of the bytes written so far (what ``commit`` will store them as)."""
@@ -83,16 +110,28 @@ class UploadAppender(Protocol):
 
 
 class OpenBlob(Protocol):
-    """A committed blob opened for reading."""
+    """A committed blob opened for reading: a local descriptor, or ranged reads."""
 
     @property
     def size_bytes(self) -> int: ...
 
-    def fileno(self) -> int:
-        """The descriptor to read from, with positional reads only (``sendfile`` or
-        ``pread`` with an offset): it may be shared with concurrent readers."""
+    def fileno(self) -> int | None:
+        """A local descriptor to read from, with positional reads only (``sendfile`` or
+        ``pread`` with an offset: it may be shared with concurrent readers); None
+        when the bytes are not in a local file (use ``read_range``)."""
+
+    def read_range(self, offset: int, count: int) -> AsyncIterator[bytes]:
+        """The ``count`` bytes from ``offset``, in pieces of bounded size.
+
+        Raises OSError when the blob is shorter than that.
+        """
 
     async def close(self) -> None: ...
+
+
+async def read_bytes(blob: OpenBlob, offset: int, count: int) -> bytes:
+    """``count`` bytes of ``blob`` from ``offset``, joined (for small reads only)."""
+    return b"".join([piece async for piece in blob.read_range(offset, count)])
 
 
 class Backend(Protocol):
@@ -100,7 +139,23 @@ class Backend(Protocol):
     owner: int
 
     async def start(self) -> None:
-        """Prepare the store (create directories, private to the server)."""
+        """Prepare the store (create directories, private to the server; connect)."""
+
+    async def close(self) -> None:
+        """Release what the backend holds (descriptors, connections)."""
+
+    async def check(self, min_free_bytes: int) -> str | None:
+        """None when new blobs can be written (and, where the store knows its free
+        space, at least ``min_free_bytes`` are free), else why not. For /readyz:
+        no side effects; the caller bounds it in time."""
+
+    def sweep_open_files(self) -> int:
+        """Release cached read handles of removed blobs; return how many (0: none kept)."""
+
+    async def redirect_url(self, digest: Digest, expires_seconds: int) -> str | None:
+        """A short-lived URL a client may GET the blob's bytes from (Range included)
+        instead of this server, or None to serve them here. Does not check that the
+        blob exists."""
 
     def writer(self, *, tee: Sha256 | None = None) -> BlobWriter:
         """A new pending blob; ``tee`` also sees every byte, in the same pass."""
@@ -118,7 +173,7 @@ class Backend(Protocol):
         """Every committed blob, in no particular order (for scrub; may miss concurrent ones)."""
 
     async def create_upload(self, upload_key: str) -> None:
-        """Create the empty first file of an upload session."""
+        """Create the empty first generation of an upload session."""
 
     async def append_upload(
         self, upload_key: str, generation: str | None, offset: int, hasher: Hasher | None

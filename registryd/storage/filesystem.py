@@ -16,7 +16,6 @@ import os
 import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, ParamSpec, Self, TypeVar
@@ -27,11 +26,11 @@ from registryd.digest import Digest, Hasher, Sha256
 from registryd.errors import (
     BlobUnknown,
     DigestInvalid,
-    DigestMismatch,
     StorageFull,
     UploadUnknown,
 )
-from registryd.storage import paths
+from registryd.storage import hashing, paths
+from registryd.storage.base import TempFile
 from registryd.storage.open_files import OpenFiles, SharedBlob
 
 _P = ParamSpec("_P")
@@ -77,9 +76,6 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-_REHASH_CHUNK_BYTES = 1024 * 1024
 
 
 def _store_at_content_address(root: Path, source: Path, digest: Digest) -> None:
@@ -171,9 +167,7 @@ class FilesystemWriter:
         if self._fd is None:
             self._open_sync()
         assert self._fd is not None
-        digest = self._hash.digest()
-        if expected is not None and expected != digest:
-            raise DigestMismatch(str(expected), str(digest))
+        digest = hashing.verify(self._hash.digest(), expected)
         os.fsync(self._fd)
         os.close(self._fd)
         self._fd = None
@@ -320,19 +314,6 @@ class FilesystemAppender:
             await asyncio.shield(asyncio.get_running_loop().run_in_executor(None, self._abort_sync))
 
 
-@dataclass(frozen=True, slots=True)
-class TempFile:
-    """A file under ``uploads/``, as the sweeper sees it."""
-
-    name: str
-    mtime: float
-    # A session file: its upload key and generation (None: the first).
-    upload_key: str | None = None
-    generation: str | None = None
-    # A process's temp file: the owner's key.
-    owner: int | None = None
-
-
 class FilesystemBackend:
     """``open_files``: blob descriptors kept open and shared by readers (0: none).
 
@@ -384,9 +365,34 @@ class FilesystemBackend:
         """Close shared descriptors that expired or whose file was removed."""
         return self._open_files.sweep()
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """Close the shared descriptors (each when its last reader is done)."""
         self._open_files.clear()
+
+    def _check_sync(self, min_free_bytes: int) -> str | None:
+        # Uploads are written in one and renamed into the other on commit.
+        for directory in (paths.uploads_dir(self.root), paths.blobs_dir(self.root)):
+            if not directory.is_dir():
+                return f"{directory} is not a directory"
+            # access(2) also answers EROFS for a read-only mount, without writing anything.
+            if not os.access(directory, os.W_OK | os.X_OK):
+                return f"{directory} is not writable"
+        if min_free_bytes:
+            stats = os.statvfs(paths.uploads_dir(self.root))
+            free = stats.f_bavail * stats.f_frsize
+            if free < min_free_bytes:
+                return f"storage has {free} bytes free, less than min_free_bytes ({min_free_bytes})"
+        return None
+
+    async def check(self, min_free_bytes: int) -> str | None:
+        """Both directories writable and ``min_free_bytes`` free (runs off the loop)."""
+        return await asyncio.get_running_loop().run_in_executor(
+            None, self._check_sync, min_free_bytes
+        )
+
+    async def redirect_url(self, digest: Digest, expires_seconds: int) -> str | None:
+        """None: the server sends the file itself (sendfile)."""
+        return None
 
     def _stat_sync(self, digest: Digest) -> int | None:
         try:
@@ -478,7 +484,7 @@ class FilesystemBackend:
                     raise UploadUnknown()
                 # Only the recorded bytes: the request that lost the claim may still
                 # write past them, into the old file, which no one will commit.
-                shutil.copyfileobj(_Prefix(src, size_bytes), dst, _REHASH_CHUNK_BYTES)
+                shutil.copyfileobj(_Prefix(src, size_bytes), dst, hashing.REHASH_CHUNK_BYTES)
                 os.fsync(dst.fileno())
             temp.replace(new)
         except BaseException:
@@ -517,13 +523,11 @@ class FilesystemBackend:
             if os.fstat(file.fileno()).st_size < size_bytes:
                 raise UploadUnknown()
             file.truncate(size_bytes)
-            if hasher is None or hasher.algorithm != expected.algorithm:
+            if (hasher := hashing.reusable(hasher, expected)) is None:
                 hasher = Hasher(expected.algorithm)
-                while chunk := file.read(_REHASH_CHUNK_BYTES):
+                while chunk := file.read(hashing.REHASH_CHUNK_BYTES):
                     hasher.update(chunk)
-            actual = hasher.digest()
-            if actual != expected:
-                raise DigestMismatch(str(expected), str(actual))
+            hashing.verify(hasher.digest(), expected)
             os.fsync(file.fileno())
         return path
 

@@ -16,8 +16,10 @@ blob frees its space even if nobody asks for it again.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
+from collections.abc import AsyncIterator
 from typing import BinaryIO
 
 from registryd.lru import Lru
@@ -25,6 +27,8 @@ from registryd.lru import Lru
 # An entry is re-opened after this long, whatever fstat says (a filesystem may
 # report a stale link count).
 TTL_SECONDS = 10.0
+# Bytes read at a time by read_range.
+READ_CHUNK_BYTES = 1024 * 1024
 
 
 class _Entry:
@@ -54,6 +58,20 @@ class SharedBlob:
 
     def fileno(self) -> int:
         return self._entry.file.fileno()
+
+    async def read_range(self, offset: int, count: int) -> AsyncIterator[bytes]:
+        """Positional reads off the loop, READ_CHUNK_BYTES at a time."""
+        loop = asyncio.get_running_loop()
+        fd = self.fileno()
+        end = offset + count
+        while offset < end:
+            data = await loop.run_in_executor(
+                None, os.pread, fd, min(READ_CHUNK_BYTES, end - offset), offset
+            )
+            if not data:
+                raise OSError(f"blob shrank while being read (at byte {offset})")
+            yield data
+            offset += len(data)
 
     async def close(self) -> None:
         if not self._released:

@@ -74,6 +74,7 @@ TABLE: dict[type[e.RegistryError], tuple[int, _Message]] = {
     e.SignupDisabled: (403, "Sign-up is disabled on this registry"),
     e.RequestInvalid: (400, lambda x: x.reason if isinstance(x, e.RequestInvalid) else ""),
     e.DatabaseUnavailable: (503, "Database unavailable, retry later"),
+    e.StorageUnavailable: (503, "Storage unavailable: nothing was stored; retry later"),
     e.ServerBusy: (503, lambda x: x.reason if isinstance(x, e.ServerBusy) else ""),
     e.TooManyRequests: (429, lambda x: x.reason if isinstance(x, e.TooManyRequests) else ""),
     e.HostInvalid: (400, "Invalid Host header: expected host[:port]"),

@@ -11,12 +11,29 @@ from registryd.keys import SERVICES
 from registryd.v2.access import authorize
 from registryd.v2.url_grammar import path_digest, repository_name
 
+# How long a blob GET's redirect URL stays valid (distribution's is 20 minutes).
+REDIRECT_SECONDS = 20 * 60
+
 
 async def get_blob(request: web.Request) -> web.StreamResponse:
     name = repository_name(request)
     digest = path_digest(request)
     await authorize(request, Action.READ, name)
     svc = request.config_dict[SERVICES]
+    if request.method == "GET" and (
+        url := await blobs.blob_redirect(svc, name, digest, REDIRECT_SECONDS)
+    ):
+        # The client reads from the object store (Range included), as distribution's
+        # redirects do; the access check above ran first. A HEAD never redirects.
+        return web.Response(
+            status=307,
+            headers={
+                "Location": url,
+                "Docker-Content-Digest": str(digest),
+                # The URL expires: no cache may keep this answer.
+                "Cache-Control": "no-store",
+            },
+        )
     blob = await blobs.open_blob(svc, name, digest)
     public = await repositories.publicly_readable(svc, name)
     headers = {

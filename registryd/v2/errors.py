@@ -115,6 +115,7 @@ TABLE: dict[type[e.RegistryError], tuple[int, str, str, _Detail]] = {
     # distribution's codes for these (errcode.ErrorCodeUnavailable, ErrorCodeTooManyRequests).
     e.DatabaseUnavailable: (503, "UNAVAILABLE", "service unavailable", _reason),
     e.ServerBusy: (503, "UNAVAILABLE", "service unavailable", _reason),
+    e.StorageUnavailable: (503, "UNAVAILABLE", "storage unavailable: nothing was stored", _reason),
     e.TooManyRequests: (429, "TOOMANYREQUESTS", "too many requests", _reason),
     e.Retryable: (503, "UNAVAILABLE", "service unavailable", _reason),
     # v1's errors: no v2 endpoint raises them today; here so that none can escape as a 500.

@@ -35,7 +35,7 @@ async def svc(settings: Settings) -> AsyncIterator[Services]:
     pool = await create_pool(settings.database_url, settings)
     yield Services(pool, storage, settings, b"")
     await pool.close()
-    storage.close()
+    await storage.close()
 
 
 async def collect(

@@ -110,7 +110,7 @@ async def test_backend_opens_a_popular_blob_once(tmp_path: Path) -> None:
     assert all(os.pread(b.fileno(), b.size_bytes, 0) == b"popular" for b in blobs)
     for blob in blobs:
         await blob.close()
-    store.close()
+    await store.close()
 
 
 async def test_deleted_blob_is_not_served_from_the_cache(tmp_path: Path) -> None:

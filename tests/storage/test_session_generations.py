@@ -22,7 +22,7 @@ async def store(tmp_path: Path) -> AsyncIterator[FilesystemBackend]:
     backend = FilesystemBackend(tmp_path / "storage")
     await backend.start()
     yield backend
-    backend.close()
+    await backend.close()
 
 
 def _digest(data: bytes) -> Digest:

@@ -3,8 +3,6 @@ with its ancestry. Only within a repository the viewer may read."""
 
 from __future__ import annotations
 
-import asyncio
-import os
 from collections import defaultdict
 from typing import Any
 
@@ -18,6 +16,7 @@ from registryd.domain.services import Services
 from registryd.errors import BlobUnknown, ImageIdInvalid
 from registryd.keys import SERVICES
 from registryd.names import parse_image_id
+from registryd.storage.base import read_bytes
 from registryd.ui import display, session
 from registryd.ui.access import NotFound, allows, readable_repository
 from registryd.ui.render import page
@@ -36,7 +35,7 @@ async def _read_blob(svc: Services, digest: Digest, size: int) -> bytes | None:
     except BlobUnknown:
         return None
     try:
-        return await asyncio.to_thread(os.pread, blob.fileno(), min(blob.size_bytes, size), 0)
+        return await read_bytes(blob, 0, min(blob.size_bytes, size))
     finally:
         await blob.close()
 
