@@ -1,11 +1,15 @@
 """The facts access decisions need, cached per process and invalidated across processes.
 
-With token auth every request asks who may read or write a repository, and a v1
-image read asks which repositories declare or tag the image. Those facts change
-rarely (a repository made private or deleted, a tag or declaration changed), so
+With token auth every request asks who may read or write a repository, a v1
+image read asks which repositories declare or tag the image, and a v2 blob read
+whether the repository holds the blob. Those facts change rarely (a repository
+made private or deleted, a tag or declaration changed, a blob link deleted), so
 each process keeps them, and PostgreSQL tells every process of every replica
-when one changes: triggers (migration 0009) ``NOTIFY`` on ``CHANNEL``, and a
-dedicated listening connection empties the cache on any notification.
+when one changes: triggers (migrations 0009, 0014) ``NOTIFY`` on ``CHANNEL``,
+and a dedicated listening connection empties the cache on any notification.
+
+Blob links are kept only when they exist: a new link needs no notification
+(nothing cached says it is missing), so pushes do not empty the cache.
 
 Correctness first:
 
@@ -35,6 +39,7 @@ import asyncpg
 
 from registryd.db import queries
 from registryd.db.queries import Conn, RepositoryRow
+from registryd.digest import Digest
 from registryd.names import RepositoryName
 
 log = logging.getLogger(__name__)
@@ -89,7 +94,21 @@ class AccessFacts:
 
         return await self._lookup(("image", image_id), fetch)
 
-    async def _lookup(self, key: tuple[str, str], fetch: Callable[[Conn], Awaitable[T]]) -> T:
+    async def blob_size(self, repository_id: int, digest: Digest) -> int | None:
+        """The size of a blob the repository holds, or None if it holds none by that digest."""
+
+        async def fetch(conn: Conn) -> int | None:
+            return await queries.fetch_repository_blob_size(conn, repository_id, digest)
+
+        # Keyed by id: a repository deleted and made again under its name gets a new one.
+        return await self._lookup(("blob", f"{repository_id}/{digest}"), fetch, keep_none=False)
+
+    async def _lookup(
+        self,
+        key: tuple[str, str],
+        fetch: Callable[[Conn], Awaitable[T]],
+        keep_none: bool = True,
+    ) -> T:
         now = time.monotonic()
         if self._armed:
             entry = self._entries.get(key)
@@ -101,7 +120,7 @@ class AccessFacts:
         generation = self._generation
         async with self._pool.acquire() as conn:
             fetched = await fetch(conn)
-        if self._armed and generation == self._generation:
+        if self._armed and generation == self._generation and (keep_none or fetched is not None):
             self._entries[key] = (now, fetched)
             self._entries.move_to_end(key)
             while len(self._entries) > MAX_ENTRIES:

@@ -36,6 +36,9 @@ class Caller:
 
 CALLER = web.RequestKey("caller", Caller)
 
+# Bearer tokens are verified once per process, not on every request (see VerifiedTokens).
+VERIFIED_TOKENS = bearer.VerifiedTokens()
+
 
 def parse_basic(value: str) -> tuple[str, str]:
     """(username, password) from the part after ``Basic``; raise Unauthenticated if malformed."""
@@ -98,7 +101,7 @@ async def resolve_caller(request: web.Request, svc: Services) -> Caller:
         caller = Caller(identity, grants)
     elif scheme.lower() == "bearer":
         # v2 clients present the JWT our token endpoint issued (Docker token flow).
-        subject, grants, scoped = bearer.verify(svc.token_secret, value.strip())
+        subject, grants, scoped = VERIFIED_TOKENS.verify(svc.token_secret, value.strip())
         identity = Identity(subject) if subject else ANONYMOUS
         caller = Caller(identity, grants, bearer=True, token_scopes=scoped)
     else:

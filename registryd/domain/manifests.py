@@ -20,6 +20,7 @@ from registryd import jsonbody
 from registryd.db import queries, reference_queries
 from registryd.db.queries import Conn, ManifestRow, ReferrerRow, RepositoryRow
 from registryd.digest import Digest, digest_of
+from registryd.domain import repositories
 from registryd.domain.services import Services
 from registryd.errors import (
     DigestInvalid,
@@ -242,8 +243,8 @@ async def store_manifest(
 
 async def get_manifest(svc: Services, name: RepositoryName, reference: Reference) -> ManifestRow:
     """The stored manifest; raise ManifestUnknown."""
+    repo = await repositories.resolve(svc, name)
     async with svc.pool.acquire() as conn:
-        repo = await queries.fetch_repository(conn, name)
         manifest = None
         if repo is not None:
             if isinstance(reference, Digest):
@@ -296,10 +297,10 @@ class Page:
 
 async def list_tags(svc: Services, name: RepositoryName, last: str | None, limit: int) -> Page:
     """Tags after ``last`` in byte order, at most ``limit``; raise RepositoryUnknown."""
+    repo = await repositories.resolve(svc, name)
+    if repo is None:
+        raise RepositoryUnknown()
     async with svc.pool.acquire() as conn:
-        repo = await queries.fetch_repository(conn, name)
-        if repo is None:
-            raise RepositoryUnknown()
         tags = await queries.fetch_v2_tags_page(conn, repo.repository_id, last, limit + 1)
     return Page(tags[:limit], len(tags) > limit)
 

@@ -113,17 +113,25 @@ async def fetch(svc: Services, name: RepositoryName) -> RepositoryRow:
     return repo
 
 
+async def resolve(svc: Services, name: RepositoryName) -> RepositoryRow | None:
+    """The repository's row for a read, or None: from the per-process cache of access
+    facts when it is on (emptied by NOTIFY when the row changes), else from PostgreSQL.
+
+    Writes must not use it: they read the row in their own transaction.
+    """
+    if svc.access is not None:
+        return await svc.access.repository(name)
+    async with svc.pool.acquire() as conn:
+        return await queries.fetch_repository(conn, name)
+
+
 async def publicly_readable(svc: Services, name: RepositoryName) -> bool:
     """Whether anyone at all may read the repository, so shared caches may keep its content."""
     if svc.settings.auth_mode == "none":
         return True
     if not svc.settings.anonymous_pull:
         return False
-    if svc.access is not None:  # the per-process cache of access facts, when it is on
-        repo = await svc.access.repository(name)
-    else:
-        async with svc.pool.acquire() as conn:
-            repo = await queries.fetch_repository(conn, name)
+    repo = await resolve(svc, name)
     return repo is not None and repo.is_public
 
 
