@@ -16,7 +16,8 @@ from typing import Any
 
 import jwt
 
-from registryd.auth.tokens import Grant
+from registryd.access.decision import V2_SCOPE_ACTIONS
+from registryd.access.identity import Grant
 from registryd.errors import RepositoryNameInvalid, Unauthenticated
 from registryd.names import RepositoryName
 
@@ -25,8 +26,6 @@ ISSUER = "registryd"
 # The "service" of the WWW-Authenticate challenge and the tokens' audience.
 SERVICE = "registryd"
 TOKEN_TTL_SECONDS = 300
-# Docker scope actions -> access levels of the policy's grants.
-ACTION_ACCESS = {"pull": "pull", "push": "push", "delete": "delete"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +49,8 @@ def parse_scope(text: str) -> ScopeRequest | None:
         return None
     wanted = {a for a in actions.split(",") if a}
     if "*" in wanted:
-        wanted = set(ACTION_ACCESS)
-    return ScopeRequest(repository, name, frozenset(wanted & set(ACTION_ACCESS)))
+        wanted = set(V2_SCOPE_ACTIONS)
+    return ScopeRequest(repository, name, frozenset(wanted & set(V2_SCOPE_ACTIONS)))
 
 
 def issue(
@@ -127,11 +126,7 @@ def verify_until(secret: bytes, token: str, now: float | None = None) -> tuple[V
         if not isinstance(actions, list):
             raise Unauthenticated("Invalid token")
         scoped.add(repository)
-        grants += [
-            Grant(subject, repository, ACTION_ACCESS[a], expires)
-            for a in actions
-            if a in ACTION_ACCESS
-        ]
+        grants += [Grant(subject, repository, a, expires) for a in actions if a in V2_SCOPE_ACTIONS]
     return (subject, grants, frozenset(scoped)), expires
 
 

@@ -53,7 +53,7 @@ class RoundTrips:
         """Count the statements of ``app``'s requests (call before the app starts)."""
         app.middlewares.insert(0, self.middleware)
         execute = asyncpg.connection.Connection.execute
-        execute_with_args = asyncpg.connection.Connection._execute
+        execute_with_args = getattr(asyncpg.connection.Connection, "_execute")  # noqa: B009 - private
 
         async def counted_execute(conn: Any, query: str, *args: Any, **kwargs: Any) -> Any:
             if not args:  # with arguments it goes through _execute, counted there
