@@ -11,6 +11,10 @@ and a dedicated listening connection empties the cache on any notification.
 Blob links are kept only when they exist: a new link needs no notification
 (nothing cached says it is missing), so pushes do not empty the cache.
 
+Manifests read by digest or tag (the bytes too, up to ``MAX_CACHED_MANIFEST_BYTES``
+each and ``MAX_MANIFEST_CACHE_BYTES`` in all) are kept the same way on a channel
+of their own, ``MANIFEST_CHANNEL``: a tag push empties them, not the access facts.
+
 Correctness first:
 
 - While the listening connection is not up (start-up, a lost connection, a
@@ -38,13 +42,16 @@ from typing import Any, TypeVar
 import asyncpg
 
 from registryd.db import queries
-from registryd.db.queries import Conn, RepositoryRow
+from registryd.db.queries import Conn, ManifestRow, RepositoryRow
 from registryd.digest import Digest
 from registryd.names import RepositoryName
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "registryd_access"
+MANIFEST_CHANNEL = "registryd_manifests"
+MAX_CACHED_MANIFEST_BYTES = 64 * 1024
+MAX_MANIFEST_CACHE_BYTES = 32 * 1024**2
 MAX_AGE_SECONDS = 30.0
 MAX_ENTRIES = 50_000
 # How long to wait before listening again after the connection was lost.
@@ -63,6 +70,9 @@ class AccessFacts:
         self._enabled = enabled and database_url is not None
         self._entries: OrderedDict[tuple[str, str], tuple[float, Any]] = OrderedDict()
         self._generation = 0
+        self._manifests: OrderedDict[str, tuple[float, ManifestRow]] = OrderedDict()
+        self._manifest_bytes = 0
+        self._manifest_generation = 0
         self._armed = False
         self._listener: asyncpg.Connection | None = None
         self._lost = asyncio.Event()
@@ -75,8 +85,55 @@ class AccessFacts:
         return self._armed
 
     def invalidate(self) -> None:
+        """Forget everything (a write of this process, a lost listener)."""
         self._generation += 1
         self._entries.clear()
+        self._forget_manifests()
+
+    def _forget_access_facts(self) -> None:
+        self._generation += 1
+        self._entries.clear()
+
+    def _forget_manifests(self) -> None:
+        self._manifest_generation += 1
+        self._manifests.clear()
+        self._manifest_bytes = 0
+
+    async def manifest(self, repository_id: int, reference: Digest | str) -> ManifestRow | None:
+        """The repository's manifest by digest or tag, or None."""
+        key = f"{repository_id}/{reference}"
+        now = time.monotonic()
+        if self._armed:
+            entry = self._manifests.get(key)
+            if entry is not None and now - entry[0] < MAX_AGE_SECONDS:
+                self.hits += 1
+                self._manifests.move_to_end(key)
+                return entry[1]
+        self.misses += 1
+        generation = self._manifest_generation
+        async with self._pool.acquire() as conn:
+            if isinstance(reference, Digest):
+                row = await queries.fetch_manifest(conn, repository_id, reference)
+            else:
+                row = await queries.fetch_tagged_manifest(conn, repository_id, reference)
+        if (
+            self._armed
+            and generation == self._manifest_generation
+            and row is not None
+            and len(row.body) <= MAX_CACHED_MANIFEST_BYTES
+        ):
+            old = self._manifests.pop(key, None)
+            if old is not None:
+                self._manifest_bytes -= len(old[1].body)
+            self._manifests[key] = (now, row)
+            self._manifest_bytes += len(row.body)
+            while (
+                self._manifest_bytes > MAX_MANIFEST_CACHE_BYTES
+                or len(self._manifests) > MAX_ENTRIES
+            ):
+                _, (_, evicted) = self._manifests.popitem(last=False)
+                self._manifest_bytes -= len(evicted.body)
+        return row
 
     async def repository(self, name: RepositoryName) -> RepositoryRow | None:
         """The repository's row, or None if it does not exist."""
@@ -155,13 +212,17 @@ class AccessFacts:
         self._listener = listener
         listener.add_termination_listener(lambda _conn: self._lost.set())
         await listener.add_listener(CHANNEL, self._notified)
+        await listener.add_listener(MANIFEST_CHANNEL, self._manifests_notified)
         # Whatever happened while nobody listened is unknown: start from nothing.
         self.invalidate()
         self._armed = True
         log.info("access cache on: listening for changes")
 
     def _notified(self, *_: object) -> None:
-        self.invalidate()
+        self._forget_access_facts()
+
+    def _manifests_notified(self, *_: object) -> None:
+        self._forget_manifests()
 
     def _disarm(self) -> None:
         self._armed = False

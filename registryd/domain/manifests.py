@@ -244,9 +244,11 @@ async def store_manifest(
 async def get_manifest(svc: Services, name: RepositoryName, reference: Reference) -> ManifestRow:
     """The stored manifest; raise ManifestUnknown."""
     repo = await repositories.resolve(svc, name)
-    async with svc.pool.acquire() as conn:
-        manifest = None
-        if repo is not None:
+    manifest = None
+    if repo is not None and svc.access is not None:  # the per-process cache, when it is on
+        manifest = await svc.access.manifest(repo.repository_id, reference)
+    elif repo is not None:
+        async with svc.pool.acquire() as conn:
             if isinstance(reference, Digest):
                 manifest = await queries.fetch_manifest(conn, repo.repository_id, reference)
             else:
