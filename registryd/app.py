@@ -11,13 +11,12 @@ import asyncpg
 from aiohttp import web
 
 from registryd.access.facts import AccessFacts
-from registryd.auth import passwords
 from registryd.auth.secrets import load_token_secret
 from registryd.auth.throttle import LOGIN_THROTTLE, LoginThrottle
 from registryd.config import Settings
 from registryd.db.pool import create_pool
 from registryd.db.process_owner import ProcessOwner
-from registryd.domain import commits, uploads, users
+from registryd.domain import commits, passwords, uploads, users
 from registryd.domain.services import Services
 from registryd.gc.periodic import collect_in_background
 from registryd.http.middleware import add_request_id_header, error_middleware

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 import jwt
 
-from registryd.auth.tokens import Grant
+from registryd.access.decision import V2_SCOPE_ACTIONS
+from registryd.access.identity import Grant
 from registryd.errors import RepositoryNameInvalid, Unauthenticated
 from registryd.names import RepositoryName
 
@@ -24,8 +26,6 @@ ISSUER = "registryd"
 # The "service" of the WWW-Authenticate challenge and the tokens' audience.
 SERVICE = "registryd"
 TOKEN_TTL_SECONDS = 300
-# Docker scope actions -> access levels of the policy's grants.
-ACTION_ACCESS = {"pull": "pull", "push": "push", "delete": "delete"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +49,8 @@ def parse_scope(text: str) -> ScopeRequest | None:
         return None
     wanted = {a for a in actions.split(",") if a}
     if "*" in wanted:
-        wanted = set(ACTION_ACCESS)
-    return ScopeRequest(repository, name, frozenset(wanted & set(ACTION_ACCESS)))
+        wanted = set(V2_SCOPE_ACTIONS)
+    return ScopeRequest(repository, name, frozenset(wanted & set(V2_SCOPE_ACTIONS)))
 
 
 def issue(
@@ -72,10 +72,20 @@ def issue(
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def verify(
-    secret: bytes, token: str, now: float | None = None
-) -> tuple[str, list[Grant], frozenset[RepositoryName]]:
+Verified = tuple[str, list[Grant], frozenset[RepositoryName]]
+
+
+def verify(secret: bytes, token: str, now: float | None = None) -> Verified:
     """The subject, grants and scoped repositories of a valid token; raise Unauthenticated.
+
+    (``verify_until`` with the expiry left out.)
+    """
+    return verify_until(secret, token, now)[0]
+
+
+def verify_until(secret: bytes, token: str, now: float | None = None) -> tuple[Verified, int]:
+    """((subject, grants, scoped repositories), expiry as a Unix time) of a valid token;
+    raise Unauthenticated.
 
     The scoped repositories are all those the token endpoint was asked about,
     including the ones for which it granted no action.
@@ -91,14 +101,15 @@ def verify(
             audience=SERVICE,
             issuer=ISSUER,
             options={"require": ["exp", "iat", "iss", "aud"]},
-            leeway=0 if now is None else -(time.time() - now),
         )
     except jwt.ExpiredSignatureError:
         raise Unauthenticated("Token expired") from None
     except jwt.InvalidTokenError:
         raise Unauthenticated("Invalid token") from None
     subject = claims.get("sub") or ""
-    expires = int(claims["exp"])
+    expires = int(claims["exp"])  # an integer: PyJWT checked it
+    if now is not None and expires <= now:  # a caller's clock (the cache's, tests')
+        raise Unauthenticated("Token expired")
     grants: list[Grant] = []
     scoped: set[RepositoryName] = set()
     access = claims.get("access")
@@ -115,9 +126,38 @@ def verify(
         if not isinstance(actions, list):
             raise Unauthenticated("Invalid token")
         scoped.add(repository)
-        grants += [
-            Grant(subject, repository, ACTION_ACCESS[a], expires)
-            for a in actions
-            if a in ACTION_ACCESS
-        ]
-    return subject, grants, frozenset(scoped)
+        grants += [Grant(subject, repository, a, expires) for a in actions if a in V2_SCOPE_ACTIONS]
+    return (subject, grants, frozenset(scoped)), expires
+
+
+class VerifiedTokens:
+    """Tokens this process verified, so that each is checked once, not on every request.
+
+    What a token grants is a function of its bytes and the secret alone (no account
+    is looked up: a token stands until it expires, as in the Docker token flow), so
+    an entry keyed by the token string, for the secret that verified it, is as good
+    as verifying again until the token's ``exp``; past it the token is refused.
+    Only tokens that verified are kept (a refusal is recomputed), at most
+    ``max_entries``, least recently used first out. Not thread-safe: one event loop.
+    """
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, tuple[bytes, int, Verified]] = OrderedDict()
+
+    def verify(self, secret: bytes, token: str, now: float | None = None) -> Verified:
+        """``verify``, from the cache when this token verified before; raise Unauthenticated."""
+        now = time.time() if now is None else now
+        entry = self._entries.get(token)
+        if entry is not None:
+            entry_secret, expires, verified = entry
+            if entry_secret == secret and now < expires:
+                self._entries.move_to_end(token)
+                subject, grants, scoped = verified
+                return subject, list(grants), scoped  # a copy: callers get their own list
+            del self._entries[token]
+        verified, expires = verify_until(secret, token, now)
+        self._entries[token] = (secret, expires, verified)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+        return verified

@@ -4,37 +4,22 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from registryd.access.decision import Caller as Caller
+from registryd.access.identity import ANONYMOUS, Identity
 from registryd.auth import bearer
-from registryd.auth.identity import ANONYMOUS, Identity
 from registryd.auth.throttle import LOGIN_THROTTLE
-from registryd.auth.tokens import Grant, parse_token_header, verify_token
+from registryd.auth.tokens import parse_token_header, verify_token
 from registryd.domain import users
 from registryd.domain.services import Services
 from registryd.errors import RequestInvalid, Unauthenticated
-from registryd.names import RepositoryName
-
-
-@dataclass(frozen=True)
-class Caller:
-    """The request's identity and, when it came with tokens, what they grant."""
-
-    identity: Identity
-    grants: list[Grant] = field(default_factory=list)
-    # A v2 bearer token: it decides alone, even when it grants nothing.
-    bearer: bool = False
-    # The repositories a bearer token was issued for, granted or not.
-    token_scopes: frozenset[RepositoryName] = frozenset()
-
-    @property
-    def via_token(self) -> bool:
-        return bool(self.grants) or self.bearer
-
 
 CALLER = web.RequestKey("caller", Caller)
+
+# Bearer tokens are verified once per process, not on every request (see VerifiedTokens).
+VERIFIED_TOKENS = bearer.VerifiedTokens()
 
 
 def parse_basic(value: str) -> tuple[str, str]:
@@ -98,7 +83,7 @@ async def resolve_caller(request: web.Request, svc: Services) -> Caller:
         caller = Caller(identity, grants)
     elif scheme.lower() == "bearer":
         # v2 clients present the JWT our token endpoint issued (Docker token flow).
-        subject, grants, scoped = bearer.verify(svc.token_secret, value.strip())
+        subject, grants, scoped = VERIFIED_TOKENS.verify(svc.token_secret, value.strip())
         identity = Identity(subject) if subject else ANONYMOUS
         caller = Caller(identity, grants, bearer=True, token_scopes=scoped)
     else:

@@ -12,23 +12,13 @@ import hashlib
 import hmac
 import re
 import time
-from dataclasses import dataclass
 
+from registryd.access.decision import V1_ACCESS_LEVELS
+from registryd.access.identity import Grant as Grant
 from registryd.errors import RepositoryNameInvalid, Unauthenticated
 from registryd.names import RepositoryName
 
-ACCESS_LEVELS = ("read", "write", "delete")
 _FIELD_RE = re.compile(r'(\w+)\s*[:=]\s*"?([^",]*)"?')
-
-
-@dataclass(frozen=True, slots=True)
-class Grant:
-    """What a token allows: ``access`` on ``repository``, for ``username`` ('' if anonymous)."""
-
-    username: str
-    repository: RepositoryName
-    access: str
-    expires: int
 
 
 def _sign(secret: bytes, username: str, repository: str, access: str, expires: int) -> str:
@@ -81,7 +71,7 @@ def verify_token(secret: bytes, fields: dict[str, str], now: float | None = None
         raise Unauthenticated("Invalid token")
     if expires < (time.time() if now is None else now):
         raise Unauthenticated("Token expired")
-    if access not in ACCESS_LEVELS:
+    if access not in V1_ACCESS_LEVELS:
         raise Unauthenticated("Invalid token")
     namespace, _, name = repository_text.partition("/")
     try:

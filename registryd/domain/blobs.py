@@ -9,7 +9,9 @@ is refused while a manifest of the repository refers to the blob.
 from __future__ import annotations
 
 from registryd.db import blob_queries, reference_queries, repository_queries
+from registryd.db.repository_queries import RepositoryRow
 from registryd.digest import Digest
+from registryd.domain import repositories
 from registryd.domain.services import Services
 from registryd.errors import BlobUnknown, StillReferenced
 from registryd.gc import hooks as gc_hooks
@@ -17,15 +19,19 @@ from registryd.names import RepositoryName
 from registryd.storage.base import OpenBlob
 
 
+async def linked_size(svc: Services, repo: RepositoryRow, digest: Digest) -> int | None:
+    """The size of a blob the repository holds, or None: from the per-process cache of
+    access facts when it is on (a deleted link empties it, see access/facts.py)."""
+    if svc.access is not None:
+        return await svc.access.blob_size(repo.repository_id, digest)
+    async with svc.pool.acquire() as conn:
+        return await blob_queries.fetch_repository_blob_size(conn, repo.repository_id, digest)
+
+
 async def blob_size(svc: Services, name: RepositoryName, digest: Digest) -> int:
     """The size of a blob the repository holds; raise BlobUnknown (the bytes are not read)."""
-    async with svc.pool.acquire() as conn:
-        repo = await repository_queries.fetch_repository(conn, name)
-        size = (
-            await blob_queries.fetch_repository_blob_size(conn, repo.repository_id, digest)
-            if repo is not None
-            else None
-        )
+    repo = await repositories.resolve(svc, name)
+    size = await linked_size(svc, repo, digest) if repo is not None else None
     if size is None:
         raise BlobUnknown(str(digest))
     return size

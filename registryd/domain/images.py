@@ -12,12 +12,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from registryd import jsonbody
-from registryd.auth.image_access import ImageAccess, may_reuse
+from registryd.access.images import ImageAccess
 from registryd.db import v1_image_queries
 from registryd.db.conn import Conn
 from registryd.db.v1_image_queries import ImageRow
 from registryd.digest import Sha256, payload_checksum_hasher
 from registryd.domain import commits
+from registryd.domain.image_holders import may_reuse
 from registryd.domain.services import Services
 from registryd.errors import (
     AncestryInvalid,

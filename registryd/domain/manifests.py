@@ -21,6 +21,7 @@ from registryd.db import manifest_queries, reference_queries, repository_queries
 from registryd.db.conn import Conn
 from registryd.db.manifest_queries import ManifestRow
 from registryd.digest import Digest, digest_of
+from registryd.domain import repositories
 from registryd.domain.services import Services
 from registryd.errors import (
     DigestInvalid,
@@ -237,10 +238,12 @@ async def store_manifest(
 
 async def get_manifest(svc: Services, name: RepositoryName, reference: Reference) -> ManifestRow:
     """The stored manifest; raise ManifestUnknown."""
-    async with svc.pool.acquire() as conn:
-        repo = await repository_queries.fetch_repository(conn, name)
-        manifest = None
-        if repo is not None:
+    repo = await repositories.resolve(svc, name)
+    manifest = None
+    if repo is not None and svc.access is not None:  # the per-process cache, when it is on
+        manifest = await svc.access.manifest(repo.repository_id, reference)
+    elif repo is not None:
+        async with svc.pool.acquire() as conn:
             if isinstance(reference, Digest):
                 manifest = await manifest_queries.fetch_manifest(
                     conn, repo.repository_id, reference

@@ -6,12 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 from registryd import jsonbody
-from registryd.auth.identity import Identity
-from registryd.auth.image_access import ImageAccess, may_reuse
+from registryd.access.decision import is_open, sees_everything
+from registryd.access.decision import publicly_readable as readable_by_anyone
+from registryd.access.identity import Identity
+from registryd.access.images import ImageAccess
 from registryd.db import image_owner_queries as owners
 from registryd.db import repository_queries, user_queries
 from registryd.db.conn import Conn
 from registryd.db.repository_queries import RepositoryRow
+from registryd.domain.image_holders import may_reuse
 from registryd.domain.services import Services
 from registryd.errors import (
     AccessDenied,
@@ -62,7 +65,7 @@ async def _admit(
     repository holding it may upload it (docker declares ids before uploading them,
     and the declared list of a public repository is readable by anyone).
     """
-    if access.settings.auth_mode == "none":
+    if is_open(access.settings):
         return
     # Sorted: concurrent declarations then claim ids in one order and cannot deadlock.
     ids = sorted({ImageId(image_id) for image_id, _ in images})
@@ -112,18 +115,24 @@ async def fetch(svc: Services, name: RepositoryName) -> RepositoryRow:
     return repo
 
 
+async def resolve(svc: Services, name: RepositoryName) -> RepositoryRow | None:
+    """The repository's row for a read, or None: from the per-process cache of access
+    facts when it is on (emptied by NOTIFY when the row changes), else from PostgreSQL.
+
+    Writes must not use it: they read the row in their own transaction.
+    """
+    if svc.access is not None:
+        return await svc.access.repository(name)
+    async with svc.pool.acquire() as conn:
+        return await repository_queries.fetch_repository(conn, name)
+
+
 async def publicly_readable(svc: Services, name: RepositoryName) -> bool:
     """Whether anyone at all may read the repository, so shared caches may keep its content."""
-    if svc.settings.auth_mode == "none":
-        return True
-    if not svc.settings.anonymous_pull:
-        return False
-    if svc.access is not None:  # the per-process cache of access facts, when it is on
-        repo = await svc.access.repository(name)
-    else:
-        async with svc.pool.acquire() as conn:
-            repo = await repository_queries.fetch_repository(conn, name)
-    return repo is not None and repo.is_public
+    if is_open(svc.settings) or not svc.settings.anonymous_pull:
+        return readable_by_anyone(svc.settings, False)
+    repo = await resolve(svc, name)
+    return repo is not None and readable_by_anyone(svc.settings, repo.is_public)
 
 
 async def add_images(svc: Services, name: RepositoryName, body: bytes, access: ImageAccess) -> None:
@@ -182,7 +191,7 @@ async def search(svc: Services, params: dict[str, str], viewer: Identity) -> dic
         raise RequestInvalid("Query parameter q must not contain NUL")
     page_size = min(max(_int_param(params, "n", SEARCH_DEFAULT_PAGE_SIZE), 1), SEARCH_MAX_PAGE_SIZE)
     page = min(max(_int_param(params, "page", 1), 1), 1_000_000)
-    everything = svc.settings.auth_mode == "none" or viewer.is_admin
+    everything = sees_everything(viewer, svc.settings)
     include_public = not viewer.is_anonymous or svc.settings.anonymous_pull
     async with svc.pool.acquire() as conn:
         total, repos = await repository_queries.search_repositories(

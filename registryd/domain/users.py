@@ -6,14 +6,14 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from registryd.auth.identity import Identity
-from registryd.auth.passwords import (
+from registryd.access.identity import Identity
+from registryd.db import user_queries
+from registryd.domain.passwords import (
     MAX_PASSWORD_CHARS,
     MIN_PASSWORD_CHARS,
     hash_password,
     verify_password,
 )
-from registryd.db import user_queries
 from registryd.domain.services import Services
 from registryd.errors import (
     AccessDenied,

@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from registryd import jsonbody
-from registryd.auth.image_access import ImageAccess, may_reuse
+from registryd.access.images import ImageAccess
 from registryd.db import repository_queries, v1_image_queries, v1_tag_queries
+from registryd.domain.image_holders import may_reuse
 from registryd.domain.services import Services
 from registryd.errors import (
     AccessDenied,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from registryd.db import repository_queries, v2_tag_queries
+from registryd.db import v2_tag_queries
+from registryd.domain import repositories
 from registryd.domain.services import Services
 from registryd.domain.v2_paging import Page
 from registryd.errors import RepositoryUnknown
@@ -11,9 +12,9 @@ from registryd.names import RepositoryName
 
 async def list_tags(svc: Services, name: RepositoryName, last: str | None, limit: int) -> Page:
     """Tags after ``last`` in byte order, at most ``limit``; raise RepositoryUnknown."""
+    repo = await repositories.resolve(svc, name)
+    if repo is None:
+        raise RepositoryUnknown()
     async with svc.pool.acquire() as conn:
-        repo = await repository_queries.fetch_repository(conn, name)
-        if repo is None:
-            raise RepositoryUnknown()
         tags = await v2_tag_queries.fetch_v2_tags_page(conn, repo.repository_id, last, limit + 1)
     return Page(tags[:limit], len(tags) > limit)

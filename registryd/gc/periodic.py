@@ -105,6 +105,8 @@ async def collect_if_free(svc: Services, metrics: GcMetrics | None = None) -> Re
                     metrics.runs.labels("failed").inc()
                 raise
         finally:
+            if svc.access is not None:  # this process serves nothing it deleted, even for a ms
+                svc.access.invalidate()
             await gc_queries.collector_unlock(lock_conn)
     log_report(report)
     await record_run(svc, report, "server")

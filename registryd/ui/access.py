@@ -1,12 +1,13 @@
-"""The UI's access decisions: ``policy.may``, exactly as the APIs apply it to a signed-in
-user (the UI never holds tokens), and the catalog filter that mirrors it in SQL."""
+"""The UI's access decisions: ``access.decision.account_may``, exactly as the APIs apply
+it to a signed-in user (the UI never holds tokens), and the catalog filter that mirrors
+it in SQL."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from registryd.auth.identity import Identity
-from registryd.auth.policy import Action, may
+from registryd.access.decision import Action, account_may, sees_everything
+from registryd.access.identity import Identity
 from registryd.db import ui_queries
 from registryd.db.conn import Conn
 from registryd.db.ui_queries import RepositoryHeader, Viewer
@@ -23,7 +24,7 @@ def catalog_viewer(request: web.Request, identity: Identity) -> Viewer:
     settings = request.config_dict[SERVICES].settings
     return Viewer(
         username=identity.username,
-        sees_everything=settings.auth_mode == "none" or identity.is_admin,
+        sees_everything=sees_everything(identity, settings),
         sees_public=not identity.is_anonymous or settings.anonymous_pull,
     )
 
@@ -32,9 +33,7 @@ def allows(
     request: web.Request, identity: Identity, repo: RepositoryHeader, action: Action
 ) -> bool:
     settings = request.config_dict[SERVICES].settings
-    if settings.auth_mode == "none":
-        return True
-    return may(identity, repo.name, repo.is_public, action, settings)
+    return account_may(identity, repo.name, repo.is_public, action, settings)
 
 
 def parse_name(text: str) -> RepositoryName:

@@ -12,7 +12,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from registryd.auth.identity import ANONYMOUS, Identity
+from registryd.access.identity import ANONYMOUS, Identity
 from registryd.keys import SERVICES
 from registryd.ui import session
 

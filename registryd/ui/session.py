@@ -19,7 +19,7 @@ import time
 
 from aiohttp import web
 
-from registryd.auth.identity import ANONYMOUS, Identity
+from registryd.access.identity import ANONYMOUS, Identity
 from registryd.db import user_queries
 from registryd.keys import SERVICES, USER
 

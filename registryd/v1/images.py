@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from registryd.auth.image_access import ImageAccess, authorize_image_read, authorize_image_write
+from registryd.access.images import ImageAccess
+from registryd.auth.image_access import authorize_image_read, authorize_image_write
 from registryd.domain import images
 from registryd.errors import ChecksumInvalid
 from registryd.http.streaming import body_chunks, read_body, send_blob

@@ -6,9 +6,10 @@ import time
 
 from aiohttp import web
 
+from registryd.access.decision import Action, listing_viewer, may_issue_v1_token
+from registryd.access.images import ImageAccess
+from registryd.auth.authorize import authorize
 from registryd.auth.credentials import Caller, resolve_caller
-from registryd.auth.image_access import ImageAccess
-from registryd.auth.policy import Action, authorize, listing_viewer, may_issue_v1_token
 from registryd.auth.tokens import Grant, issue_token
 from registryd.domain import repositories
 from registryd.errors import (

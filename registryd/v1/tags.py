@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from registryd.auth.image_access import ImageAccess
-from registryd.auth.policy import Action, authorize
+from registryd.access.decision import Action
+from registryd.access.images import ImageAccess
+from registryd.auth.authorize import authorize
 from registryd.domain import v1_tags
 from registryd.http.streaming import read_body
 from registryd.keys import SERVICES

@@ -1,6 +1,6 @@
 """v2 access: the policy's decision, turned into the Docker token flow's answers.
 
-Every v2 handler asks ``registryd.auth.policy.authorize``. A caller without
+Every v2 handler asks ``registryd.auth.authorize.authorize``. A caller without
 credentials, with bad ones, or with a bearer token lacking the scope gets a
 401 challenge naming our token endpoint and the scope to ask for (so clients
 fetch a fitting token and retry); a signed-in user without the permission gets
@@ -11,21 +11,20 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from registryd.auth import policy
+from registryd.access.decision import Action, Caller, is_open, v2_scope_actions
+from registryd.auth import authorize as request_access
 from registryd.auth.bearer import SERVICE
-from registryd.auth.credentials import CALLER, Caller, resolve_caller
-from registryd.auth.policy import Action
+from registryd.auth.credentials import CALLER, resolve_caller
 from registryd.errors import AccessDenied, AuthChallenge, RegistryError, Unauthenticated
 from registryd.http.hosts import external_host
 from registryd.keys import SERVICES
 from registryd.names import RepositoryName
 
 TOKEN_PATH = "/v2/token"
-_SCOPE_ACTIONS = {Action.READ: "pull", Action.WRITE: "pull,push", Action.DELETE: "delete"}
 
 
 def scope(name: RepositoryName, action: Action) -> str:
-    return f"repository:{name.for_oci()}:{_SCOPE_ACTIONS[action]}"
+    return f"repository:{name.for_oci()}:{','.join(v2_scope_actions(action))}"
 
 
 def challenge_header(request: web.Request, challenge: AuthChallenge) -> str:
@@ -55,7 +54,7 @@ async def authorize(
     if also_read is not None and also_read != name:
         wanted += " " + scope(also_read, Action.READ)
     try:
-        await policy.authorize(request, action, name)
+        await request_access.authorize(request, action, name)
     except Unauthenticated as exc:
         # RFC 6750 §3.1: "invalid_token" only when a token was presented at all.
         error = "invalid_token" if "Authorization" in request.headers else None
@@ -82,7 +81,7 @@ def token_never_asked_for(request: web.Request, name: RepositoryName) -> bool:
 async def may(request: web.Request, action: Action, name: RepositoryName) -> bool:
     """Whether ``action`` on ``name`` would be allowed (for optional steps such as mount)."""
     try:
-        await policy.authorize(request, action, name)
+        await request_access.authorize(request, action, name)
     except RegistryError:
         return False
     return True
@@ -96,6 +95,6 @@ async def authenticate(request: web.Request) -> Caller:
         caller = await resolve_caller(request, svc)
     except Unauthenticated as exc:
         raise AuthChallenge(exc.reason, None, "invalid_token") from None
-    if svc.settings.auth_mode != "none" and caller.identity.is_anonymous and not caller.bearer:
+    if not is_open(svc.settings) and caller.identity.is_anonymous and not caller.bearer:
         raise AuthChallenge("authentication required", None)
     return caller

@@ -17,13 +17,12 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
+from registryd.access.decision import TOKEN_ALLOWS, may_grant
 from registryd.auth import bearer
 from registryd.auth.credentials import resolve_caller
-from registryd.auth.policy import Action, caller_may, repository_facts
+from registryd.domain import repositories
 from registryd.errors import AuthChallenge, Unauthenticated
 from registryd.keys import SERVICES
-
-_ACTIONS = {"pull": Action.READ, "push": Action.WRITE, "delete": Action.DELETE}
 
 
 async def get_token(request: web.Request) -> web.Response:
@@ -43,12 +42,15 @@ async def get_token(request: web.Request) -> web.Response:
     ]
     access: list[tuple[str, list[str]]] = []
     for scope in requested:
-        repo = await repository_facts(svc, scope.repository)
+        repo = await repositories.resolve(svc, scope.repository)
         is_public = repo.is_public if repo is not None else True
         granted = sorted(
             action
             for action in scope.actions
-            if caller_may(caller, scope.repository, is_public, _ACTIONS[action], svc.settings)
+            if all(
+                may_grant(caller, scope.repository, is_public, allowed, svc.settings)
+                for allowed in TOKEN_ALLOWS[action]
+            )
         )
         access.append((scope.name, granted))
     now = time.time()

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 
-from registryd.auth.credentials import Caller
-from registryd.auth.identity import ANONYMOUS
-from registryd.auth.image_access import ImageAccess
+from registryd.access.decision import Caller
+from registryd.access.identity import ANONYMOUS
+from registryd.access.images import ImageAccess
 from registryd.config import Settings
 from registryd.db.pool import create_pool
 from registryd.domain import images

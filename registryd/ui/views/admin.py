@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from registryd.auth.passwords import hash_password
 from registryd.db import gc_queries, ui_queries, user_queries
 from registryd.db.ui_queries import Viewer
+from registryd.domain.passwords import hash_password
 from registryd.domain.users import validate_email, validate_password, validate_username
 from registryd.errors import RequestInvalid, UserInvalid, UserUnknown
 from registryd.keys import SERVICES

@@ -1,8 +1,10 @@
-"""Who a request acts as."""
+"""Who a request acts as, and what a token it presents grants."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from registryd.names import RepositoryName
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,3 +20,13 @@ class Identity:
 
 
 ANONYMOUS = Identity(None)
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What a token allows: ``access`` on ``repository``, for ``username`` ('' if anonymous)."""
+
+    username: str
+    repository: RepositoryName
+    access: str
+    expires: int
