@@ -70,6 +70,16 @@ async def lock_blob_row(conn: Conn, digest: Digest) -> bool:
     return found is not None
 
 
+async def share_v1_image_key(conn: Conn, image_id: str) -> bool:
+    """Lock the v1 image's row against deletion (``FOR KEY SHARE``, what a foreign-key
+    check takes) until the transaction ends; False if it is gone. Waits while a
+    collector is deleting it, and then sees it gone."""
+    found = await conn.fetchval(
+        "SELECT 1 FROM v1_images WHERE image_id = $1 FOR KEY SHARE", image_id
+    )
+    return found is not None
+
+
 async def cancel_blob_deletion(conn: Conn, digest: Digest) -> None:
     """Take back a pending file removal; waits while a collector is removing the file."""
     await conn.execute("DELETE FROM blob_deletions WHERE digest = $1", str(digest))

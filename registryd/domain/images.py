@@ -80,7 +80,10 @@ async def _ancestry(
     """
     if parent_id is None:
         return [image_id]
-    parent = await queries.fetch_image(conn, parent_id)
+    # Held until the child's row is in, so garbage collection cannot take the parent
+    # between this check and the insert (which would fail on the foreign key).
+    held = await gc_hooks.hold_v1_image(conn, parent_id)
+    parent = await queries.fetch_image(conn, parent_id) if held else None
     if parent is None or not await may_reuse(conn, access, parent_id):
         raise ParentUnknown()
     if not parent.is_complete:

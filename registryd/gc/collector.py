@@ -50,6 +50,7 @@ LOCK_TIMEOUT_MS = 500
 Pause = Callable[[str], Awaitable[None]]
 PAUSE_POINTS = (
     "manifests locked",  # manifest rows locked, not yet judged
+    "v1 images locked",  # v1 image rows locked, not yet judged
     "links locked",  # link rows locked, not yet judged
     "blobs locked",  # blob rows locked, not yet judged
     "blob rows deleted",  # dead blob rows deleted, transaction still open
@@ -217,6 +218,7 @@ class Collector:
                 locked = await gc_queries.lock_v1_images(conn, ids)
                 missing = await gc_queries.missing_v1_images(conn, ids)
                 busy = sorted(set(ids) - set(locked) - set(missing))
+                await self._at("v1 images locked")
                 gone = await gc_queries.delete_dead_v1_images(
                     conn, locked, self.grace, self.stale_upload
                 )
