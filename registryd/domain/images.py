@@ -211,18 +211,20 @@ async def put_image_checksum(
 async def fetch_complete_image(svc: Services, image_id: ImageId) -> ImageRow:
     """The image if it is complete; raise ImageUnknown or ImageBeingUploaded.
 
-    Complete images come from the per-process cache after the first read.
+    Complete images come from the per-process cache after the first read (emptied
+    of collected images by ``gc/image_notices.py``).
     """
     cached = svc.images.get(image_id)
     if cached is not None:
         return cached
+    generation = svc.images.generation  # a collection meanwhile: do not keep what we read
     async with svc.pool.acquire() as conn:
         image = await queries.fetch_image(conn, image_id)
     if image is None:
         raise ImageUnknown()
     if not image.is_complete:
         raise ImageBeingUploaded()
-    svc.images.put(image)
+    svc.images.put(image, generation)
     return image
 
 

@@ -81,7 +81,7 @@ async def test_lost_notifications_drop_the_cache_instead_of_serving_stale_grants
     # Kill the listening connection, as a database restart or a network cut would.
     killed = await db.fetchval(
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-        " WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+        " WHERE datname = current_database() AND query LIKE 'LISTEN %registryd_access%'"
     )
     assert killed == 1
     deadline = time.monotonic() + 5
