@@ -134,6 +134,7 @@ class Collector:
             if rule is None:
                 continue
             async with conn.transaction():
+                # v2 and v1 tags are ranked together: keep_last counts the repository's tags.
                 tags = await gc_queries.fetch_tags_newest_first(conn, repository_id)
                 doomed = [
                     tag
@@ -141,20 +142,29 @@ class Collector:
                     if i >= rule.keep_last
                     and not any(fnmatch.fnmatchcase(tag.tag, p) for p in rule.keep_tags)
                 ]
-                deleted = [t for t in doomed if await gc_queries.delete_tag_if_unchanged(conn, t)]
+                deleted = [t for t in doomed if await _delete_tag_if_unchanged(conn, t)]
                 if not deleted:
                     continue
                 report.tags.setdefault(rule.repositories, []).extend(
-                    f"{t.repository}:{t.tag}" for t in deleted
+                    f"{t.repository}:{t.tag}" + (" (v1)" if t.protocol == gc_queries.V1 else "")
+                    for t in deleted
                 )
                 # The manifests these tags pointed at go now, unless still tagged or
                 # referenced (untagged by a rule means unwanted, whatever their age).
                 reviews = [
-                    Review(repository_id, d, 0) for d in {t.manifest_digest for t in deleted}
+                    Review(repository_id, d, 0)
+                    for d in {t.target for t in deleted if t.protocol == gc_queries.V2}
                 ]
-                locked = await gc_queries.lock_manifests(conn, reviews)
-                gone = await gc_queries.delete_dead_manifests(conn, locked, self.grace, 0.0)
-                report.manifests += [f"{m.repository}@{m.digest}" for m in gone]
+                if reviews:
+                    locked = await gc_queries.lock_manifests(conn, reviews)
+                    gone = await gc_queries.delete_dead_manifests(conn, locked, self.grace, 0.0)
+                    report.manifests += [f"{m.repository}@{m.digest}" for m in gone]
+                # v1 images are global: the repository only lets go of them (its tags,
+                # and its declarations of what no remaining tag reaches); the review
+                # queues then collect those nothing else keeps, by the usual rules.
+                untagged_images = sorted({t.target for t in deleted if t.protocol == gc_queries.V1})
+                if untagged_images:
+                    await gc_queries.release_v1_declarations(conn, repository_id, untagged_images)
 
     async def _expire_uploads(self, conn: Conn, report: Report) -> None:
         async with conn.transaction():
@@ -294,6 +304,12 @@ class Collector:
             )
             if len(done) < len(pending):
                 return  # a failing store: try again next run, not in a loop now
+
+
+async def _delete_tag_if_unchanged(conn: Conn, tag: gc_queries.TagRow) -> bool:
+    if tag.protocol == gc_queries.V1:
+        return await gc_queries.delete_v1_tag_if_unchanged(conn, tag)
+    return await gc_queries.delete_v2_tag_if_unchanged(conn, tag)
 
 
 def _without(reviews: list[Review], handled: list[Review]) -> list[Review]:
