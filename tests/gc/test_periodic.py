@@ -79,3 +79,20 @@ async def test_a_run_stops_at_gc_max_seconds_and_the_next_one_resumes(
     assert await db.fetchval("SELECT count(*) FROM blobs") == 0
     assert await db.fetchval("SELECT count(*) FROM blob_deletions") == 0
     assert list(paths.blobs_dir(settings.storage_root).rglob("*/*/*")) == []
+
+
+async def test_gc_max_deletes_per_second_paces_a_run_in_small_batches(
+    settings: Settings, svc: Services, db: asyncpg.Connection
+) -> None:
+    await store_garbage(settings, db, 120)
+    paced = dataclasses.replace(
+        svc, settings=dataclasses.replace(settings, gc_max_deletes_per_second=200)
+    )
+    collector = Collector(paced)
+    assert collector.batch == 20  # about ten batches a second
+    report = await collector.run()
+    assert report.finished
+    assert len(report.blobs) == report.files_removed == 120
+    assert report.seconds >= 120 / 200 - 0.05  # no faster than the limit
+    assert await db.fetchval("SELECT count(*) FROM blobs") == 0
+    assert Collector(svc).batch == BATCH  # no limit: full batches

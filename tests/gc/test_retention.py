@@ -109,6 +109,7 @@ def test_retention_rules_are_read_from_the_toml_file(tmp_path: Path) -> None:
         ("retention = 3\n", "array of tables"),
         ("gc_grace_seconds = -1\n", "gc_grace_seconds"),
         ("gc_max_seconds = 0\n", "gc_max_seconds"),
+        ("gc_max_deletes_per_second = -5\n", "gc_max_deletes_per_second"),
     ],
 )
 def test_bad_gc_settings_are_refused_by_name(tmp_path: Path, body: str, message: str) -> None:
