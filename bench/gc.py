@@ -22,6 +22,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -365,6 +366,7 @@ async def main(args: argparse.Namespace) -> None:
                 "SELECT (SELECT count(*) FROM gc_link_reviews)"
                 " + (SELECT count(*) FROM gc_manifest_reviews)"
             )
+            gc_cpu = None
             if args.no_load:
                 report = await _collect(svc)
                 idle = during = None
@@ -378,8 +380,11 @@ async def main(args: argparse.Namespace) -> None:
                     idle = await load
                     stop = asyncio.Event()
                     load = asyncio.create_task(run_load(base, layer, body, stop))
+                    before = resource.getrusage(resource.RUSAGE_CHILDREN)
                     report = await _collect_in_process(settings)
                     ended = time.perf_counter()
+                    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    gc_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
                     stop.set()
                     # The collection itself, not the start-up of its process.
                     during = (await load).window(ended - report.seconds, ended)
@@ -405,6 +410,12 @@ async def main(args: argparse.Namespace) -> None:
     print(f"| blobs per second | {garbage / report.seconds:.0f} |")
     print(f"| bytes per second | {report.bytes_freed / MiB / report.seconds:.1f} MiB/s |")
     print(f"| blobs left (live) | {left} |")
+    if gc_cpu is not None:
+        print(
+            f"| CPU of the `registryd gc` process | {gc_cpu:.1f} s, start-up included "
+            f"({gc_cpu / report.seconds:.0%} of one core over the collection; "
+            "PostgreSQL's share not counted) |"
+        )
     print(f"| first review of the whole store | {first.seconds:.1f} s |")
     if idle is not None and during is not None:
         print()
