@@ -490,6 +490,8 @@ class Settings:
     gc_max_seconds: int = 300
     # Untagged manifests without a live parent older than this are deleted (0: kept).
     gc_untagged_seconds: int = 0
+    # A collection deletes at most this many rows a second, to leave CPU to clients (0: no limit).
+    gc_max_deletes_per_second: int = 0
     # [[retention]] rules, from the config file.
     retention: tuple[RetentionRule, ...] = ()
 
@@ -593,6 +595,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "gc_interval_seconds": _parse_non_negative_int,
     "gc_max_seconds": _parse_positive_int,
     "gc_untagged_seconds": _parse_non_negative_int,
+    "gc_max_deletes_per_second": _parse_non_negative_int,
     "retention": parse_retention,
 }
 

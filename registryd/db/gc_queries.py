@@ -70,6 +70,16 @@ async def lock_blob_row(conn: Conn, digest: Digest) -> bool:
     return found is not None
 
 
+async def share_v1_image_key(conn: Conn, image_id: str) -> bool:
+    """Lock the v1 image's row against deletion (``FOR KEY SHARE``, what a foreign-key
+    check takes) until the transaction ends; False if it is gone. Waits while a
+    collector is deleting it, and then sees it gone."""
+    found = await conn.fetchval(
+        "SELECT 1 FROM v1_images WHERE image_id = $1 FOR KEY SHARE", image_id
+    )
+    return found is not None
+
+
 async def cancel_blob_deletion(conn: Conn, digest: Digest) -> None:
     """Take back a pending file removal; waits while a collector is removing the file."""
     await conn.execute("DELETE FROM blob_deletions WHERE digest = $1", str(digest))
@@ -673,12 +683,19 @@ async def delete_expired_uploads(conn: Conn, max_age_seconds: float) -> list[Exp
 # Retention ------------------------------------------------------------------------------
 
 
+V1 = "v1"
+V2 = "v2"
+
+
 @dataclass(frozen=True, slots=True)
 class TagRow:
+    """A v2 tag (``target`` a manifest digest) or a v1 tag (``target`` an image id)."""
+
     repository_id: int
     repository: str
     tag: str
-    manifest_digest: str
+    target: str
+    protocol: str  # V1 or V2
 
 
 async def fetch_repository_names(conn: Conn) -> list[tuple[int, str]]:
@@ -689,30 +706,81 @@ async def fetch_repository_names(conn: Conn) -> list[tuple[int, str]]:
 
 
 async def fetch_tags_newest_first(conn: Conn, repository_id: int) -> list[TagRow]:
+    """The repository's v2 and v1 tags together, most recently pushed first."""
     rows = await conn.fetch(
         """
-        SELECT t.repository_id, r.namespace || '/' || r.name AS repository, t.tag,
-               t.manifest_digest
-        FROM v2_tags t JOIN repositories r USING (repository_id)
-        WHERE t.repository_id = $1
-        ORDER BY t.updated_at DESC, t.tag
+        SELECT t.repository_id, r.namespace || '/' || r.name AS repository, t.tag, t.target,
+               t.protocol
+        FROM (
+            SELECT repository_id, tag COLLATE "C" AS tag, manifest_digest AS target,
+                   'v2' AS protocol, updated_at
+            FROM v2_tags WHERE repository_id = $1
+            UNION ALL
+            SELECT repository_id, tag COLLATE "C", image_id, 'v1', updated_at
+            FROM v1_tags WHERE repository_id = $1
+        ) t JOIN repositories r USING (repository_id)
+        ORDER BY t.updated_at DESC, t.tag, t.protocol
         """,
         repository_id,
     )
     return [
-        TagRow(r["repository_id"], r["repository"], r["tag"], r["manifest_digest"]) for r in rows
+        TagRow(r["repository_id"], r["repository"], r["tag"], r["target"], r["protocol"])
+        for r in rows
     ]
 
 
-async def delete_tag_if_unchanged(conn: Conn, tag: TagRow) -> bool:
+async def delete_v2_tag_if_unchanged(conn: Conn, tag: TagRow) -> bool:
     """Delete the tag unless it was moved meanwhile (then it is a new push: kept)."""
     status = await conn.execute(
         "DELETE FROM v2_tags WHERE repository_id = $1 AND tag = $2 AND manifest_digest = $3",
         tag.repository_id,
         tag.tag,
-        tag.manifest_digest,
+        tag.target,
     )
     return bool(status == "DELETE 1")
+
+
+async def delete_v1_tag_if_unchanged(conn: Conn, tag: TagRow) -> bool:
+    """Delete the v1 tag unless it was moved meanwhile (then it is a new push: kept)."""
+    status = await conn.execute(
+        "DELETE FROM v1_tags WHERE repository_id = $1 AND tag = $2 AND image_id = $3",
+        tag.repository_id,
+        tag.tag,
+        tag.target,
+    )
+    return bool(status == "DELETE 1")
+
+
+async def release_v1_declarations(
+    conn: Conn, repository_id: int, untagged_image_ids: list[str]
+) -> list[str]:
+    """Withdraw the repository's declarations of the images in the ancestry of
+    ``untagged_image_ids`` (whose tags retention just deleted) that no remaining v1
+    tag of the repository reaches; return their ids.
+
+    A declaration keeps an image live; without this, deleting a v1 tag would free
+    nothing. Only ancestries of deleted tags are withdrawn: images declared by a push
+    still in progress (not tagged yet) keep their declaration.
+    """
+    rows = await conn.fetch(
+        """
+        WITH released AS (
+            SELECT DISTINCT a.image_id
+            FROM v1_images i, unnest(i.ancestry) AS a (image_id)
+            WHERE i.image_id = ANY($2::text[])
+        )
+        DELETE FROM repository_images d USING released r
+        WHERE d.repository_id = $1 AND d.image_id = r.image_id
+          AND NOT EXISTS (
+              SELECT 1 FROM v1_tags t JOIN v1_images i USING (image_id)
+              WHERE t.repository_id = $1 AND d.image_id = ANY(i.ancestry)
+          )
+        RETURNING d.image_id
+        """,
+        repository_id,
+        untagged_image_ids,
+    )
+    return [r["image_id"] for r in rows]
 
 
 # Collector lock ------------------------------------------------------------------------------

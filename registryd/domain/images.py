@@ -79,7 +79,10 @@ async def _ancestry(
     """
     if parent_id is None:
         return [image_id]
-    parent = await v1_image_queries.fetch_image(conn, parent_id)
+    # Held until the child's row is in, so garbage collection cannot take the parent
+    # between this check and the insert (which would fail on the foreign key).
+    held = await gc_hooks.hold_v1_image(conn, parent_id)
+    parent = await v1_image_queries.fetch_image(conn, parent_id) if held else None
     if parent is None or not await may_reuse(conn, access, parent_id):
         raise ParentUnknown()
     if not parent.is_complete:
@@ -203,18 +206,20 @@ async def put_image_checksum(
 async def fetch_complete_image(svc: Services, image_id: ImageId) -> ImageRow:
     """The image if it is complete; raise ImageUnknown or ImageBeingUploaded.
 
-    Complete images come from the per-process cache after the first read.
+    Complete images come from the per-process cache after the first read (emptied
+    of collected images by ``gc/image_notices.py``).
     """
     cached = svc.images.get(image_id)
     if cached is not None:
         return cached
+    generation = svc.images.generation  # a collection meanwhile: do not keep what we read
     async with svc.pool.acquire() as conn:
         image = await v1_image_queries.fetch_image(conn, image_id)
     if image is None:
         raise ImageUnknown()
     if not image.is_complete:
         raise ImageBeingUploaded()
-    svc.images.put(image)
+    svc.images.put(image, generation)
     return image
 
 

@@ -21,6 +21,7 @@ from registryd.errors import (
     TagBodyInvalid,
     TagUnknown,
 )
+from registryd.gc import hooks as gc_hooks
 from registryd.names import ImageId, RepositoryName, parse_image_id
 
 # docker's User-Agent: "docker/1.9.1 go/go1.4.3 git-commit/a34a1d5 kernel/4.1 os/linux arch/amd64"
@@ -89,7 +90,10 @@ async def put_tag(
     except ImageIdInvalid:
         raise ImageUnknown() from None
     async with svc.pool.acquire() as conn, conn.transaction():
-        image = await v1_image_queries.fetch_image(conn, image_id)
+        # Held until the tag is in: garbage collection either deleted the image first
+        # (then it is unknown here) or leaves it alone.
+        held = await gc_hooks.hold_v1_image(conn, image_id)
+        image = await v1_image_queries.fetch_image(conn, image_id) if held else None
         if image is None:
             raise ImageUnknown()
         if not image.is_complete:

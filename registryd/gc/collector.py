@@ -45,11 +45,14 @@ BATCH = 500
 FILE_CONCURRENCY = 8
 # How long a batch waits for a row lock before it yields to the writer holding it.
 LOCK_TIMEOUT_MS = 500
+# Smallest batch when gc_max_deletes_per_second paces the run.
+MIN_PACED_BATCH = 20
 
 # Test hook: awaited at named points of a run (see PAUSE_POINTS); None in production.
 Pause = Callable[[str], Awaitable[None]]
 PAUSE_POINTS = (
     "manifests locked",  # manifest rows locked, not yet judged
+    "v1 images locked",  # v1 image rows locked, not yet judged
     "links locked",  # link rows locked, not yet judged
     "blobs locked",  # blob rows locked, not yet judged
     "blob rows deleted",  # dead blob rows deleted, transaction still open
@@ -67,8 +70,18 @@ class Collector:
         self.stale_upload = float(settings.stale_upload_seconds)
         self.max_seconds = float(settings.gc_max_seconds)
         self.retention: tuple[RetentionRule, ...] = settings.retention
+        self.max_deletes_per_second = settings.gc_max_deletes_per_second
+        # Paced, batches are small enough to come about ten times a second, so the work
+        # (and the CPU it takes from clients) is spread out instead of coming in bursts.
+        self.batch = (
+            max(MIN_PACED_BATCH, min(BATCH, self.max_deletes_per_second // 10))
+            if self.max_deletes_per_second > 0
+            else BATCH
+        )
         self._pause = pause
         self._yielded = False  # a batch gave way to a writer this run
+        self._paced_since = 0.0
+        self._deleted = 0  # rows deleted this run, for the pace
 
     async def _at(self, point: str) -> None:
         if self._pause is not None:
@@ -80,6 +93,7 @@ class Collector:
         started = time.monotonic()
         deadline = started + self.max_seconds
         self._yielded = False
+        self._paced_since, self._deleted = started, 0
         async with self.svc.pool.acquire() as conn:
             # Never make a writer wait long: a batch that would wait gives up instead.
             await conn.execute(f"SET lock_timeout = '{LOCK_TIMEOUT_MS}ms'")
@@ -133,6 +147,7 @@ class Collector:
             if rule is None:
                 continue
             async with conn.transaction():
+                # v2 and v1 tags are ranked together: keep_last counts the repository's tags.
                 tags = await gc_queries.fetch_tags_newest_first(conn, repository_id)
                 doomed = [
                     tag
@@ -140,20 +155,29 @@ class Collector:
                     if i >= rule.keep_last
                     and not any(fnmatch.fnmatchcase(tag.tag, p) for p in rule.keep_tags)
                 ]
-                deleted = [t for t in doomed if await gc_queries.delete_tag_if_unchanged(conn, t)]
+                deleted = [t for t in doomed if await _delete_tag_if_unchanged(conn, t)]
                 if not deleted:
                     continue
                 report.tags.setdefault(rule.repositories, []).extend(
-                    f"{t.repository}:{t.tag}" for t in deleted
+                    f"{t.repository}:{t.tag}" + (" (v1)" if t.protocol == gc_queries.V1 else "")
+                    for t in deleted
                 )
                 # The manifests these tags pointed at go now, unless still tagged or
                 # referenced (untagged by a rule means unwanted, whatever their age).
                 reviews = [
-                    Review(repository_id, d, 0) for d in {t.manifest_digest for t in deleted}
+                    Review(repository_id, d, 0)
+                    for d in {t.target for t in deleted if t.protocol == gc_queries.V2}
                 ]
-                locked = await gc_queries.lock_manifests(conn, reviews)
-                gone = await gc_queries.delete_dead_manifests(conn, locked, self.grace, 0.0)
-                report.manifests += [f"{m.repository}@{m.digest}" for m in gone]
+                if reviews:
+                    locked = await gc_queries.lock_manifests(conn, reviews)
+                    gone = await gc_queries.delete_dead_manifests(conn, locked, self.grace, 0.0)
+                    report.manifests += [f"{m.repository}@{m.digest}" for m in gone]
+                # v1 images are global: the repository only lets go of them (its tags,
+                # and its declarations of what no remaining tag reaches); the review
+                # queues then collect those nothing else keeps, by the usual rules.
+                untagged_images = sorted({t.target for t in deleted if t.protocol == gc_queries.V1})
+                if untagged_images:
+                    await gc_queries.release_v1_declarations(conn, repository_id, untagged_images)
 
     async def _expire_uploads(self, conn: Conn, report: Report) -> None:
         async with conn.transaction():
@@ -172,17 +196,21 @@ class Collector:
         self,
         conn: Conn,
         fetch: Callable[[Conn, int], Awaitable[list[Review]]],
-        batch: Callable[[Conn, list[Review]], Awaitable[None]],
+        batch: Callable[[Conn, list[Review]], Awaitable[int]],
         deadline: float,
+        dry_run: bool,
     ) -> int:
-        """Work through one queue's due reviews; return how many were handled."""
+        """Work through one queue's due reviews; return how many were handled.
+
+        ``batch`` returns how many rows it deleted, which the pace counts.
+        """
         done = 0
         while time.monotonic() < deadline and not self._yielded:
-            reviews = await fetch(conn, BATCH)
+            reviews = await fetch(conn, self.batch)
             if not reviews:
                 break
             try:
-                await batch(conn, reviews)
+                deleted = await batch(conn, reviews)
             except (asyncpg.LockNotAvailableError, asyncpg.DeadlockDetectedError):
                 # A writer holds something this batch needs: writers go first, and
                 # the batch (rolled back) waits for the next run.
@@ -190,12 +218,25 @@ class Collector:
                 self._yielded = True
                 break
             done += len(reviews)
+            if not dry_run:  # (a dry run holds its locks until it ends: never slowed)
+                await self._pace(deleted, deadline)
         return done
+
+    async def _pace(self, deleted: int, deadline: float) -> None:
+        """Between batches, with nothing locked: wait until the rows deleted so far are
+        within ``gc_max_deletes_per_second``."""
+        self._deleted += deleted
+        if self.max_deletes_per_second <= 0:
+            return
+        due = self._paced_since + self._deleted / self.max_deletes_per_second
+        wait = min(due, deadline) - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     async def _manifests(self, conn: Conn, report: Report, deadline: float) -> int:
         untagged = self.untagged if self.untagged > 0 else None
 
-        async def batch(conn: Conn, reviews: list[Review]) -> None:
+        async def batch(conn: Conn, reviews: list[Review]) -> int:
             async with conn.transaction():
                 locked = await gc_queries.lock_manifests(conn, reviews)
                 missing = await gc_queries.missing_manifests(conn, reviews)
@@ -207,16 +248,20 @@ class Collector:
                 )
                 await gc_queries.postpone_manifest_reviews(conn, busy)
             report.manifests += [f"{m.repository}@{m.digest}" for m in gone]
+            return len(gone)
 
-        return await self._drain(conn, gc_queries.due_manifest_reviews, batch, deadline)
+        return await self._drain(
+            conn, gc_queries.due_manifest_reviews, batch, deadline, report.dry_run
+        )
 
     async def _v1_images(self, conn: Conn, report: Report, deadline: float) -> int:
-        async def batch(conn: Conn, reviews: list[Review]) -> None:
+        async def batch(conn: Conn, reviews: list[Review]) -> int:
             ids = [r.key for r in reviews]
             async with conn.transaction():
                 locked = await gc_queries.lock_v1_images(conn, ids)
                 missing = await gc_queries.missing_v1_images(conn, ids)
                 busy = sorted(set(ids) - set(locked) - set(missing))
+                await self._at("v1 images locked")
                 gone = await gc_queries.delete_dead_v1_images(
                     conn, locked, self.grace, self.stale_upload
                 )
@@ -226,11 +271,14 @@ class Collector:
                 )
                 await gc_queries.postpone_v1_image_reviews(conn, busy)
             report.v1_images += gone
+            return len(gone)
 
-        return await self._drain(conn, gc_queries.due_v1_image_reviews, batch, deadline)
+        return await self._drain(
+            conn, gc_queries.due_v1_image_reviews, batch, deadline, report.dry_run
+        )
 
     async def _links(self, conn: Conn, report: Report, deadline: float) -> int:
-        async def batch(conn: Conn, reviews: list[Review]) -> None:
+        async def batch(conn: Conn, reviews: list[Review]) -> int:
             async with conn.transaction():
                 locked = await gc_queries.lock_links(conn, reviews)
                 missing = await gc_queries.missing_links(conn, reviews)
@@ -240,11 +288,12 @@ class Collector:
                 await gc_queries.finish_link_reviews(conn, locked + missing, self.grace)
                 await gc_queries.postpone_link_reviews(conn, busy)
             report.links += deleted
+            return deleted
 
-        return await self._drain(conn, gc_queries.due_link_reviews, batch, deadline)
+        return await self._drain(conn, gc_queries.due_link_reviews, batch, deadline, report.dry_run)
 
     async def _blobs(self, conn: Conn, report: Report, deadline: float) -> int:
-        async def batch(conn: Conn, reviews: list[Review]) -> None:
+        async def batch(conn: Conn, reviews: list[Review]) -> int:
             digests = [r.key for r in reviews]
             async with conn.transaction():
                 locked = await gc_queries.lock_blobs(conn, digests)
@@ -260,30 +309,41 @@ class Collector:
             if gone and not report.dry_run:
                 await self._at("blob rows committed")
                 await self._remove_files(conn, report, deadline)
+            return len(gone)
 
-        return await self._drain(conn, gc_queries.due_blob_reviews, batch, deadline)
+        return await self._drain(conn, gc_queries.due_blob_reviews, batch, deadline, report.dry_run)
 
     async def _remove_files(self, conn: Conn, report: Report, deadline: float) -> None:
         """Remove the files of deleted blob rows, each while its pending record is locked."""
-        limit = asyncio.Semaphore(FILE_CONCURRENCY)
 
         async def remove(digest: str) -> bool | None:
             """True: removed; False: already gone; None: failed (kept for the next run)."""
-            async with limit:
-                try:
-                    return await self.svc.storage.delete(Digest.parse(digest))
-                except OSError:
-                    log.exception("removing the file of blob %s failed", digest)
-                    return None
+            try:
+                return await self.svc.storage.delete(Digest.parse(digest))
+            except OSError:
+                log.exception("removing the file of blob %s failed", digest)
+                return None
+
+        async def remove_all(digests: list[str]) -> list[bool | None]:
+            """``remove`` each, FILE_CONCURRENCY at a time (a few workers, not a task each)."""
+            results: list[bool | None] = [None] * len(digests)
+            todo = iter(range(len(digests)))
+
+            async def worker() -> None:
+                for i in todo:
+                    results[i] = await remove(digests[i])
+
+            await asyncio.gather(*(worker() for _ in range(min(FILE_CONCURRENCY, len(digests)))))
+            return results
 
         while time.monotonic() < deadline:
             async with conn.transaction():
-                pending = await gc_queries.lock_pending_deletions(conn, BATCH)
+                pending = await gc_queries.lock_pending_deletions(conn, self.batch)
                 if not pending:
                     return
                 await self._at("removing files")
                 # A file already gone (removed before a crash) still counts as done.
-                removed = await asyncio.gather(*(remove(p.digest) for p in pending))
+                removed = await remove_all([p.digest for p in pending])
                 done = [p.digest for p, r in zip(pending, removed, strict=True) if r is not None]
                 await gc_queries.forget_pending_deletions(conn, done)
             report.files_removed += sum(1 for r in removed if r)
@@ -292,6 +352,12 @@ class Collector:
             )
             if len(done) < len(pending):
                 return  # a failing store: try again next run, not in a loop now
+
+
+async def _delete_tag_if_unchanged(conn: Conn, tag: gc_queries.TagRow) -> bool:
+    if tag.protocol == gc_queries.V1:
+        return await gc_queries.delete_v1_tag_if_unchanged(conn, tag)
+    return await gc_queries.delete_v2_tag_if_unchanged(conn, tag)
 
 
 def _without(reviews: list[Review], handled: list[Review]) -> list[Review]:

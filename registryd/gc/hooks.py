@@ -12,6 +12,7 @@ from __future__ import annotations
 from registryd.db import gc_queries
 from registryd.db.conn import Conn
 from registryd.digest import Digest
+from registryd.names import ImageId
 
 
 async def hold_blob(conn: Conn, digest: Digest, size_bytes: int) -> None:
@@ -58,3 +59,10 @@ async def hold_manifest_inputs(
     if children:
         await gc_queries.share_manifests(conn, repository_id, children)
     await gc_queries.refresh_manifest(conn, repository_id, digest)
+
+
+async def hold_v1_image(conn: Conn, image_id: ImageId) -> bool:
+    """Hold a v1 image's row before a reference to it is created (a child's ``parent``,
+    a v1 tag); False when the collector deleted it first (the writer then answers
+    as for an image never pushed, instead of failing on the foreign key)."""
+    return await gc_queries.share_v1_image_key(conn, image_id)

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from registryd.db import gc_queries
 from registryd.domain.services import Services
 from registryd.gc.collector import Collector
+from registryd.gc.image_notices import cache_gauge, follow_collected_images
 from registryd.gc.report import Report
 from registryd.keys import METRICS, SERVICES
 
@@ -128,15 +129,23 @@ async def collect_periodically(svc: Services, metrics: GcMetrics) -> None:
 
 
 async def collect_in_background(app: web.Application) -> AsyncIterator[None]:
-    """aiohttp cleanup context: the periodic collector of this process (if enabled)."""
+    """aiohttp cleanup context: the periodic collector of this process (if enabled), and
+    the listener that makes it forget v1 images any process collected."""
     svc = app[SERVICES]
-    if svc.settings.gc_interval_seconds == 0:
-        yield
-        return
-    task = asyncio.create_task(collect_periodically(svc, GcMetrics(app[METRICS].registry)))
+    settings = svc.settings
+    # access_cache = false means no LISTEN is possible (transaction-mode PgBouncer): then
+    # the v1 image cache stays off, as nothing would tell it of a collected image.
+    listen_url = settings.database_url if settings.access_cache else None
+    svc.images.disable()  # before the first request, until the listener is up
+    gauge = cache_gauge(app[METRICS].registry)
+    tasks = [asyncio.create_task(follow_collected_images(svc.images, listen_url, gauge))]
+    if settings.gc_interval_seconds > 0:
+        metrics = GcMetrics(app[METRICS].registry)
+        tasks.append(asyncio.create_task(collect_periodically(svc, metrics)))
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -76,10 +76,11 @@ async def test_lost_notifications_drop_the_cache_instead_of_serving_stale_grants
     assert (await client.get(layer)).status == 200
     assert (await client.get(layer)).status == 200  # now cached
 
-    # Kill the listening connection, as a database restart or a network cut would.
+    # Kill the listening connection, as a database restart or a network cut would
+    # (the access listener LISTENs to the manifest channel last; v1 images have another).
     killed = await db.fetchval(
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-        " WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+        " WHERE datname = current_database() AND query LIKE 'LISTEN %registryd_manifests%'"
     )
     assert killed == 1
     await eventually(lambda: not access.armed, "a dead listener disarms the cache", 5)

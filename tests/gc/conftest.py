@@ -18,6 +18,7 @@ from registryd.gc.report import Report
 from registryd.storage import paths
 from registryd.storage.filesystem import FilesystemBackend
 from tests.process.conftest import Launcher
+from tests.support.content import sha256
 
 
 @pytest.fixture
@@ -70,6 +71,23 @@ async def age_everything(db: asyncpg.Connection, seconds: int = 7200) -> None:
         await db.execute(
             f"UPDATE gc_{queue}_reviews SET review_after = review_after - interval '{interval}'"
         )
+
+
+async def store_garbage(settings: Settings, db: asyncpg.Connection, count: int) -> None:
+    """``count`` old, unreferenced blobs, rows and files, made directly (fast)."""
+    contents = [f"garbage {i}".encode() for i in range(count)]
+    digests = [sha256(c) for c in contents]
+    for digest, content in zip(digests, contents, strict=True):
+        hex_ = digest.removeprefix("sha256:")
+        path = paths.blobs_dir(settings.storage_root) / "sha256" / hex_[:2] / hex_
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    await db.copy_records_to_table(
+        "blobs",
+        records=[(d, len(c)) for d, c in zip(digests, contents, strict=True)],
+        columns=["digest", "size_bytes"],
+    )
+    await age_everything(db)
 
 
 class PauseAt:

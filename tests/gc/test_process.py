@@ -21,7 +21,7 @@ from registryd.config import Settings
 from registryd.domain.services import Services
 from registryd.gc.scrub import scrub
 from registryd.storage import paths
-from tests.gc.conftest import age_everything, stored
+from tests.gc.conftest import age_everything, store_garbage, stored
 from tests.process.conftest import Launcher, run_cli, serve_argv
 from tests.support.content import sha256
 from tests.support.images import random_bytes
@@ -78,28 +78,11 @@ async def test_gc_next_to_a_server_on_the_embedded_default_uses_its_database(
     assert not pidfile.exists()
 
 
-async def _store_garbage(settings: Settings, db: asyncpg.Connection, count: int) -> None:
-    """``count`` old, unreferenced blobs, rows and files, made directly (fast)."""
-    contents = [f"garbage {i}".encode() for i in range(count)]
-    digests = [sha256(c) for c in contents]
-    for digest, content in zip(digests, contents, strict=True):
-        hex_ = digest.removeprefix("sha256:")
-        path = paths.blobs_dir(settings.storage_root) / "sha256" / hex_[:2] / hex_
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
-    await db.copy_records_to_table(
-        "blobs",
-        records=[(d, len(c)) for d, c in zip(digests, contents, strict=True)],
-        columns=["digest", "size_bytes"],
-    )
-    await age_everything(db)
-
-
 async def test_kill_9_mid_run_then_the_next_run_finishes_and_the_store_is_consistent(
     settings: Settings, svc: Services, db: asyncpg.Connection
 ) -> None:
     count = 8000
-    await _store_garbage(settings, db, count)
+    await store_garbage(settings, db, count)
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRYD_")}
     env.update(gc_env(settings))
     proc = subprocess.Popen(  # noqa: ASYNC220 - started once; only waited on off the loop
