@@ -9,13 +9,17 @@ gives every client the same dummy pair so that each signs as it would on AWS.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import importlib.util
 import os
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from bench.targets import Server, _pin, _spawn, free_port
 
@@ -27,9 +31,7 @@ ACCESS_KEY, SECRET_KEY = "bench-access-key", "bench-secret-key"
 
 def available() -> bool:
     """Whether moto's server can run here (``pip install 'moto[server]'``)."""
-    return importlib.util.find_spec("moto") is not None and (
-        importlib.util.find_spec("flask") is not None
-    )
+    return all(importlib.util.find_spec(name) for name in ("moto", "flask", "boto3"))
 
 
 def endpoint(server: Server) -> str:
@@ -73,21 +75,40 @@ def _wait_ready(server: Server, timeout: float) -> None:
     raise RuntimeError(f"moto not ready in {timeout}s")
 
 
+def client(server: Server) -> Any:
+    """A boto3 S3 client of the bench's dummy credentials (moto refuses some unsigned
+    requests, such as DELETE); path style, as the registries use it."""
+    # boto3 comes with moto[server]; imported by name: it ships no type information.
+    boto3 = importlib.import_module("boto3")
+    config = importlib.import_module("botocore.config").Config(s3={"addressing_style": "path"})
+    session = boto3.session.Session(
+        aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY, region_name=REGION
+    )
+    return session.client("s3", endpoint_url=endpoint(server), config=config)
+
+
 def create_bucket(server: Server, bucket: str) -> None:
-    """PUT /<bucket> (path style; moto needs no signature). An existing bucket is kept."""
-    request = urllib.request.Request(f"{endpoint(server)}/{bucket}", method="PUT")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as resp:
-            resp.read()
-    except urllib.error.HTTPError as exc:
-        body = exc.read().decode(errors="replace")
-        if "BucketAlreadyOwnedByYou" not in body:
-            raise RuntimeError(f"moto: creating bucket {bucket}: HTTP {exc.code} {body}") from None
+    """Create ``bucket``; an existing one is kept."""
+    s3 = client(server)
+    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+        s3.create_bucket(Bucket=bucket)
+
+
+def list_objects(server: Server, bucket: str, prefix: str = "") -> Iterator[tuple[str, int]]:
+    """Every (key, size) under ``prefix``, page by page."""
+    pages = client(server).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    for page in pages:
+        for item in page.get("Contents", []):
+            yield item["Key"], item["Size"]
 
 
 def object_count(server: Server, bucket: str, prefix: str = "") -> int:
-    """Keys under ``prefix`` (first page of ListObjectsV2, up to 1,000)."""
-    url = f"{endpoint(server)}/{bucket}?list-type=2&prefix={prefix}"
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        count: int = resp.read().count(b"<Key>")
-    return count
+    return sum(1 for _ in list_objects(server, bucket, prefix))
+
+
+def delete_keys(server: Server, bucket: str, keys: list[str]) -> None:
+    """DeleteObjects, 1,000 keys a request."""
+    s3 = client(server)
+    for start in range(0, len(keys), 1000):
+        batch = [{"Key": key} for key in keys[start : start + 1000]]
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})

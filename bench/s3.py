@@ -16,17 +16,14 @@ says so and still gives distribution's rows.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import resource
 import sys
-import urllib.request
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from bench import moto, report, v2, workloads, wrk
 from bench.loadgen import Connection, HttpError, Operation, run_load
@@ -50,6 +47,8 @@ DISTRIBUTION_ROOT = "/distribution"
 PART_BYTES = 16 * 1024 * 1024
 # Pull concurrencies above this would hold GiBs of 128 MiB bodies in flight in moto.
 MAX_PULL_CONCURRENCY = 16
+# About what moto serves (bytes/s) on one core: sizes the wrk runs below.
+STORE_BYTES_PER_SECOND = 200e6
 
 
 @dataclass
@@ -138,6 +137,13 @@ storage:
 http:
   addr: 127.0.0.1:{port}
 """
+
+
+def wrk_seconds(seconds: float, concurrency: int, size: int) -> float:
+    """How long a wrk pull point runs: ``seconds``, or long enough for each connection to
+    finish about two bodies at moto's pace. wrk counts finished responses only, so 16
+    connections of 128 MiB stopped after 3 s would report nothing."""
+    return max(seconds, 2 * concurrency * size / STORE_BYTES_PER_SECOND)
 
 
 def registryd_support() -> str | None:
@@ -231,35 +237,15 @@ class RedirectPulls:
 # Cleaning the bucket -------------------------------------------------------------------
 
 
-def _list_objects(base: str, bucket: str) -> Iterator[tuple[str, int]]:
-    """Every (key, size) in the bucket, page by page (ListObjectsV2, unsigned: moto)."""
-    ns = "{http://s3.amazonaws.com/doc/2006-03-01/}"
-    token = ""
-    while True:
-        url = f"{base}/{bucket}?list-type=2"
-        if token:
-            url += "&continuation-token=" + quote(token, safe="")
-        with urllib.request.urlopen(url, timeout=30) as resp:
-            root = ET.fromstring(resp.read())
-        for item in root.iter(ns + "Contents"):
-            yield item.findtext(ns + "Key", ""), int(item.findtext(ns + "Size", "0"))
-        token = root.findtext(ns + "NextContinuationToken") or ""
-        if root.findtext(ns + "IsTruncated") != "true" or not token:
-            return
-
-
-def delete_objects_of_size(base: str, bucket: str, size: int, keep: frozenset[str]) -> int:
+def delete_objects_of_size(store: Server, bucket: str, size: int, keep: frozenset[str]) -> int:
     """Delete the objects of exactly ``size`` bytes whose key names none of ``keep`` (the pull
     blobs' digests): a push point's layers, which nothing reads again. Returns the count."""
     doomed = [
         key
-        for key, n in _list_objects(base, bucket)
+        for key, n in moto.list_objects(store, bucket)
         if n == size and not any(k in key for k in keep)
     ]
-    for key in doomed:
-        request = urllib.request.Request(f"{base}/{bucket}/{quote(key)}", method="DELETE")
-        with contextlib.suppress(OSError), urllib.request.urlopen(request, timeout=30):
-            pass
+    moto.delete_keys(store, bucket, doomed)
     return len(doomed)
 
 
@@ -282,6 +268,7 @@ async def measure(
     load: WrkLoad | RedirectPulls | Iterator[Operation],
     concurrency: int,
     client_cpus: str | None,
+    seconds: float,
 ) -> S3Sample:
     """One run; server, moto and client CPU over exactly the run (the off-the-clock checks
     are done by the caller)."""
@@ -295,7 +282,7 @@ async def measure(
             server.port,
             load,
             concurrency,
-            bench.plan.seconds,
+            seconds,
             bench.workdir / "wrk",
             client_cpus,
         )
@@ -306,7 +293,7 @@ async def measure(
             server.port,
             iter(load),
             concurrency,
-            bench.plan.seconds,
+            seconds,
             bench.plan.max_operations,
         )
         usage1 = resource.getrusage(resource.RUSAGE_SELF)
@@ -388,13 +375,20 @@ class Section:
         label: str,
         concurrency: int,
         loads: Mapping[str, WrkLoad | RedirectPulls | Iterator[Operation]],
+        seconds: float | None = None,
     ) -> Point:
         point = Point(section, label, concurrency, "MB/s")
         for _ in range(self.bench.plan.repeat):
             for name, server in servers.items():
                 load = loads[name]
                 sample = await measure(
-                    self.bench, server, self.store, load, concurrency, self.client_cpus
+                    self.bench,
+                    server,
+                    self.store,
+                    load,
+                    concurrency,
+                    self.client_cpus,
+                    seconds or self.bench.plan.seconds,
                 )
                 if isinstance(load, RedirectPulls):
                     load.close()
@@ -415,7 +409,8 @@ class Section:
                     name: RedirectPulls([path]) if redirect else WrkLoad([path], [blob.size])
                     for name in servers
                 }
-                await self.point(servers, section, report.size(blob.size), conc, loads=loads)
+                seconds = wrk_seconds(self.bench.plan.seconds, conc, blob.size)
+                await self.point(servers, section, report.size(blob.size), conc, loads, seconds)
 
     async def pushes(self, servers: Mapping[str, Server]) -> None:
         plan = self.bench.plan
@@ -429,7 +424,7 @@ class Section:
                 servers, PUSH, f"{report.size(plan.push_bytes)} POST+PUT", conc, loads=loads
             )
             await asyncio.to_thread(
-                delete_objects_of_size, self.endpoint, moto.BUCKET, layers.size, keep
+                delete_objects_of_size, self.store, moto.BUCKET, layers.size, keep
             )
 
     async def run(self, targets: list[str]) -> None:
