@@ -102,6 +102,10 @@ def list_objects(server: Server, bucket: str, prefix: str = "") -> Iterator[tupl
             yield item["Key"], item["Size"]
 
 
+def keys(server: Server, bucket: str) -> frozenset[str]:
+    return frozenset(key for key, _ in list_objects(server, bucket))
+
+
 def object_count(server: Server, bucket: str, prefix: str = "") -> int:
     return sum(1 for _ in list_objects(server, bucket, prefix))
 

@@ -207,13 +207,15 @@ def test_moto_starts_with_the_bucket_and_stops_by_pid(tmp_path: Path) -> None:
         assert server.name == "moto"
         assert moto.object_count(server, moto.BUCKET) == 0
         moto.create_bucket(server, moto.BUCKET)  # already there: kept
-        _put(server, "registryd/blobs/keep-me-aaaa", b"x" * 100)
+        _put(server, "registryd/blobs/keep-me", b"x" * 100)
+        before = moto.keys(server, moto.BUCKET)
         _put(server, "registryd/blobs/pushed-1", b"y" * 100)
         _put(server, "registryd/blobs/other-size", b"z" * 99)
-        deleted = s3.delete_objects_of_size(server, moto.BUCKET, 100, frozenset({"aaaa"}))
+        assert moto.object_count(server, moto.BUCKET, "registryd/") == 3
+        deleted = s3.delete_objects_of_size(server, moto.BUCKET, 100, before)
         assert deleted == 1
         keys = [key for key, _ in moto.list_objects(server, moto.BUCKET)]
-        assert sorted(keys) == ["registryd/blobs/keep-me-aaaa", "registryd/blobs/other-size"]
+        assert sorted(keys) == ["registryd/blobs/keep-me", "registryd/blobs/other-size"]
     finally:
         server.stop()
     assert server.proc.returncode is not None
