@@ -424,6 +424,17 @@ class Section:
                 delete_objects_of_size, self.store, moto.BUCKET, layers.size, keep
             )
 
+    async def check_in_bucket(self, servers: dict[str, Server]) -> None:
+        """Drop a target whose seeded blobs are not in the bucket: its rows would measure
+        some other storage (a registryd ignores settings it does not know, with a warning)."""
+        roots = {"registryd": REGISTRYD_PREFIX, "distribution": DISTRIBUTION_ROOT.strip("/")}
+        for name in list(servers):
+            count = await asyncio.to_thread(moto.object_count, self.store, moto.BUCKET, roots[name])
+            if count == 0:
+                self.missing[name] = f"stored nothing under {roots[name]!r} in the bucket"
+                print(f"s3: {name} {self.missing[name]}", file=sys.stderr)
+                servers.pop(name).stop()
+
     async def run(self, targets: list[str]) -> None:
         names = [n for n in ("registryd", "distribution") if n in targets]
         if "registryd" in names and (reason := registryd_support()) is not None:
@@ -441,6 +452,9 @@ class Section:
                     # The redirecting servers restart on the same bucket and data dirs, and
                     # would answer the seed's HEADs with 307s.
                     await self.seed(servers)
+                    await self.check_in_bucket(servers)
+                if not servers:
+                    return
                 await self.pulls(servers, redirect)
                 if not redirect:
                     await self.pushes(servers)

@@ -316,3 +316,28 @@ async def test_section_smoke_run_gives_distribution_rows(tmp_path: Path) -> None
         assert f"registryd: no rows: {s3.NO_BACKEND}" in text
     else:
         assert all(row[3] != "-" for row in _rows(text, f"| {s3.PUSH} |"))
+
+
+@needs_moto
+async def test_a_registry_that_stores_elsewhere_is_dropped(tmp_path: Path) -> None:
+    """registryd only warns about settings it does not know: one that kept its blobs on its
+    filesystem would give rows that are not S3's. The bucket is checked after seeding."""
+    from bench.__main__ import SMOKE, Bench
+    from bench.targets import start_registryd
+
+    store = await asyncio.to_thread(moto.start_moto, tmp_path / "moto")
+    try:
+        bench = Bench(SMOKE, tmp_path, ["registryd"], ("s3",))
+        section = s3.Section(bench, store, (None, None, None))
+        local = await asyncio.to_thread(start_registryd, tmp_path / "fs", None)
+        servers = {"registryd": local}
+        try:
+            await section.seed(servers)
+            await section.check_in_bucket(servers)
+        finally:
+            local.stop()
+        assert servers == {}
+        assert local.proc.returncode is not None  # stopped
+        assert section.missing == {"registryd": "stored nothing under 'registryd' in the bucket"}
+    finally:
+        store.stop()
