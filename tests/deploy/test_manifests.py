@@ -297,7 +297,8 @@ def test_s3_replicas_are_stateless(deploy_copy: Path, overlay: str) -> None:
     """No volume holds blobs or uploads: several replicas, one bucket, an external
     PostgreSQL from a Secret, and a way out to the bucket."""
     resources = render(deploy_copy, overlay)
-    assert [r["kind"] for r in resources if r["kind"] in ("PersistentVolumeClaim", "StatefulSet")] == []
+    stateful = ("PersistentVolumeClaim", "StatefulSet")
+    assert [r["kind"] for r in resources if r["kind"] in stateful] == []
     for where, pod in pod_templates(resources):
         kinds = {key for volume in pod["volumes"] for key in volume if key != "name"}
         assert kinds <= {"emptyDir", "projected"}, where
