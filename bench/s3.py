@@ -9,8 +9,10 @@ PUT with the whole body). Every point also gives moto's own CPU: moto is a
 Python server (one GIL), so it bounds most of these figures, and the table says
 how much of the server-side CPU was moto's.
 
-A registryd without the s3 backend refuses ``REGISTRYD_STORAGE``: the section
-says so and still gives distribution's rows.
+A registryd without the s3 backend (no ``storage`` setting; it would ignore the
+variables with a warning and keep blobs on its disk) gets no rows: the section
+says so and still gives distribution's. So does any target whose seeded blobs
+did not reach the bucket.
 """
 
 from __future__ import annotations
