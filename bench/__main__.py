@@ -32,7 +32,7 @@ from pathlib import Path
 
 import uvloop
 
-from bench import report, rollout, v2, workloads, wrk
+from bench import moto, report, rollout, s3, s3_report, v2, workloads, wrk
 from bench.loadgen import Connection, Operation, run_load
 from bench.report import Point, Sample
 from bench.targets import (
@@ -53,7 +53,8 @@ from bench.wrk import WrkLoad
 WRITERS = ("registryd", "distribution")
 # What --sections may name; the pinned ones share one set of servers.
 PINNED_SECTIONS = ("pull-v2", "pull-v1", "push-v2", "push-v1", "metadata", "rollout", "auth")
-SECTIONS = (*PINNED_SECTIONS, "memory", "tls", "unpinned", "scaling")
+# s3: its own servers and a moto S3 endpoint (bench/s3.py).
+SECTIONS = (*PINNED_SECTIONS, "memory", "tls", "unpinned", "scaling", "s3")
 # The registryd of the v1 rows in the pinned section (auth none, as in earlier runs).
 V1 = "registryd v1"
 # Where the auth section declares its v1 images in the token-mode registryd, apart from the
@@ -794,6 +795,11 @@ def main(argv: list[str] | None = None) -> int:
             uvloop.run(bench.unpinned(args.workers))
         if "scaling" in bench.sections:
             uvloop.run(bench.scaling())
+        s3_outcome = None
+        if "s3" in bench.sections and not moto.available():
+            print("skipping s3: moto's server is not installed (pip install 'moto[server]')")
+        elif "s3" in bench.sections:
+            s3_outcome = uvloop.run(s3.run_section(bench))
     text = report.render(
         bench.points,
         command=command,
@@ -801,6 +807,8 @@ def main(argv: list[str] | None = None) -> int:
         plan=repr(plan),
         minutes=(time.time() - started) / 60,
     )
+    if s3_outcome is not None:
+        text += s3_report.render(s3_outcome, command)
     print(text)
     if args.out:
         args.out.write_text(text)

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,11 +166,14 @@ def start_registryd(
     auth_mode: str = "none",
     settings: dict[str, str] | None = None,
     tls: TlsPair | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Server:
     """``auth_mode`` "none" is like the other targets (no accounts, no tokens); "token"
-    bootstraps the admin ADMIN_USER. ``settings`` are more REGISTRYD_* variables."""
+    bootstraps the admin ADMIN_USER. ``settings`` are more REGISTRYD_* variables;
+    ``environ`` replaces this process's environment as the base of the server's."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRYD_")}
+    base = os.environ if environ is None else environ
+    env = {k: v for k, v in base.items() if not k.startswith("REGISTRYD_")}
     env["REGISTRYD_AUTH_MODE"] = auth_mode
     # Every simulated client comes from 127.0.0.1: the per-address connection cap (a
     # defence against one host holding every descriptor) would reset the rollout's
