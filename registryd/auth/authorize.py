@@ -27,7 +27,7 @@ async def authorize(request: web.Request, action: Action, repository: Repository
     The repository's facts are read only when the decision needs them (not in
     open mode, not for a token, which decides alone).
     """
-    svc = request.app[SERVICES]
+    svc = request.config_dict[SERVICES]
     caller = await resolve_caller(request, svc)
     note_for_access_log(request, caller, repository)
     is_public = True
