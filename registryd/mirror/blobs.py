@@ -97,7 +97,17 @@ def _lock_key(digest: Digest) -> int:
 async def get_blob(
     request: web.Request, mirror: Mirror, target: Target, digest: Digest
 ) -> web.StreamResponse:
-    """GET/HEAD of a mirrored blob (the caller has authorized the read)."""
+    """GET/HEAD of a mirrored blob (the caller has authorized the read).
+
+    A pull for the cache's LRU clock, in use (never evicted) until its body is sent.
+    """
+    with mirror.pulls.sending(target.local, digest):
+        return await _get_blob(request, mirror, target, digest)
+
+
+async def _get_blob(
+    request: web.Request, mirror: Mirror, target: Target, digest: Digest
+) -> web.StreamResponse:
     svc = mirror.svc
     name = target.upstream.namespace
     async with svc.pool.acquire() as conn:
@@ -312,6 +322,8 @@ async def _fetch(mirror: Mirror, download: Download) -> None:
             raise UpstreamInvalid(name, f"blob digest is {exc.actual}, not {digest}") from None
     download.size = download.received
     download.committed = True
+    if target.upstream.cache_max_bytes is not None:
+        mirror.eviction.kick()
 
 
 async def _follow(request: web.Request, mirror: Mirror, download: Download) -> web.StreamResponse:
