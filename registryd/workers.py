@@ -25,12 +25,14 @@ import multiprocessing.connection
 import os
 import signal
 import socket
+import sys
 import time
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
 from registryd.config import Settings
+from registryd.ops.logs import configure_logging
 
 log = logging.getLogger("registryd")
 
@@ -198,4 +200,11 @@ def _worker_main(
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_DFL)
     _die_with_parent(parent_pid)
-    raise SystemExit(run_worker(settings))
+    # Threads do not survive a fork: the parent's log listener thread is not running here,
+    # so records would pile up in its queue unseen. The worker starts its own.
+    stop_logging = configure_logging(settings.log_level, settings.log_format, sys.stderr)
+    try:
+        code = run_worker(settings)
+    finally:
+        stop_logging()
+    raise SystemExit(code)

@@ -374,12 +374,14 @@ class DownloadRow:
 
 
 async def insert_download(conn: Conn, digest: Digest, temp_path: str, size_bytes: int) -> None:
-    """Announce a download (its lock is held): replaces a crashed process's row."""
+    """Announce a download on the connection holding its lock (replaces a stale row)."""
     await conn.execute(
         """
-        INSERT INTO mirror_downloads (digest, temp_path, size_bytes) VALUES ($1, $2, $3)
+        INSERT INTO mirror_downloads (digest, temp_path, size_bytes, holder_pid)
+        VALUES ($1, $2, $3, pg_backend_pid())
         ON CONFLICT (digest) DO UPDATE
-        SET temp_path = EXCLUDED.temp_path, size_bytes = EXCLUDED.size_bytes, started_at = now()
+        SET temp_path = EXCLUDED.temp_path, size_bytes = EXCLUDED.size_bytes,
+            holder_pid = EXCLUDED.holder_pid, started_at = now()
         """,
         str(digest),
         temp_path,
@@ -388,14 +390,32 @@ async def insert_download(conn: Conn, digest: Digest, temp_path: str, size_bytes
 
 
 async def fetch_download(conn: Conn, digest: Digest) -> DownloadRow | None:
+    """The download in progress, if its holder still holds an advisory lock (a crashed
+    holder's row is ignored)."""
     row = await conn.fetchrow(
-        "SELECT temp_path, size_bytes FROM mirror_downloads WHERE digest = $1", str(digest)
+        """
+        SELECT d.temp_path, d.size_bytes FROM mirror_downloads d
+        WHERE d.digest = $1 AND EXISTS (
+            SELECT 1 FROM pg_locks l
+            WHERE l.pid = d.holder_pid AND l.locktype = 'advisory' AND l.granted
+        )
+        """,
+        str(digest),
     )
     return None if row is None else DownloadRow(row["temp_path"], row["size_bytes"])
 
 
 async def delete_download(conn: Conn, digest: Digest) -> None:
+    """Delete a stale announcement (the caller holds the digest's lock)."""
     await conn.execute("DELETE FROM mirror_downloads WHERE digest = $1", str(digest))
+
+
+async def withdraw_download(conn: Conn, digest: Digest) -> None:
+    """Delete the announcement this connection made, if it made one."""
+    await conn.execute(
+        "DELETE FROM mirror_downloads WHERE digest = $1 AND holder_pid = pg_backend_pid()",
+        str(digest),
+    )
 
 
 async def try_download_lock(conn: Conn, key: int) -> bool:

@@ -11,12 +11,14 @@ CREATE TABLE mirror_pulls (
     PRIMARY KEY (repository_id, digest)
 );
 
--- A blob download from an upstream in progress, once its size is known: the temp file
--- that grows in the store, so that other processes stream it rather than wait for the end.
--- Written and deleted by the process holding the digest's download lock.
+-- A blob download from an upstream in progress, once its first bytes are in: the temp
+-- file that grows in the store, so that other processes stream it rather than wait for
+-- the end. Written and deleted by the process holding the digest's download lock, on the
+-- lock's connection (holder_pid): a row whose holder no longer holds a lock is stale.
 CREATE TABLE mirror_downloads (
     digest      text PRIMARY KEY,
     temp_path   text NOT NULL,
     size_bytes  bigint NOT NULL CHECK (size_bytes >= 0),
+    holder_pid  integer NOT NULL,
     started_at  timestamptz NOT NULL DEFAULT now()
 );
