@@ -41,6 +41,8 @@ from registryd.mirror.pulls import IN_USE_GUARD_SECONDS, PullLog
 log = logging.getLogger(__name__)
 
 INTERVAL_SECONDS = 30.0
+# Rounds asked for by downloads start at most this often (a burst of downloads, one round).
+_KICK_SPACING_SECONDS = 1.0
 # Candidates read per query.
 _BATCH = 100
 # Eviction never makes a writer wait long: it gives up on the unit instead.
@@ -52,7 +54,7 @@ class Evicted:
     """What one round evicted from one upstream."""
 
     blobs: int = 0
-    bytes: int = 0
+    blob_bytes: int = 0
     manifests: int = 0
     files_removed: int = 0
     # Bytes the upstream's repositories hold after the round.
@@ -85,6 +87,7 @@ class Eviction:
                 await self.run_once()
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
                 log.warning("cache eviction failed; retrying next round", exc_info=True)
+            await asyncio.sleep(_KICK_SPACING_SECONDS)
 
     async def run_once(self) -> dict[str, Evicted] | None:
         """One round over every upstream with a limit; None if another process is evicting."""
@@ -108,7 +111,7 @@ class Eviction:
                         "fields": {
                             "upstream": namespace,
                             "blobs": done.blobs,
-                            "bytes": done.bytes,
+                            "blob_bytes": done.blob_bytes,
                             "manifests": done.manifests,
                             "files_removed": done.files_removed,
                             "cache_bytes": done.cache_bytes,
@@ -172,7 +175,7 @@ class Eviction:
                     continue
                 total -= blob.size_bytes
                 done.blobs += 1
-                done.bytes += blob.size_bytes
+                done.blob_bytes += blob.size_bytes
                 self.metrics.evicted_blobs.labels(ns, reason).inc()
                 self.metrics.evicted_bytes.labels(ns, reason).inc(blob.size_bytes)
 

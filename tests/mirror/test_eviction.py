@@ -206,3 +206,29 @@ async def test_a_blob_being_sent_is_not_evicted(
         assert stored_path(tmp_path, digest).exists()
         rest = await slow.read()
     assert first + rest == layer
+
+
+async def test_a_download_into_a_full_cache_evicts_in_the_background(
+    upstream: UpstreamRegistry,
+    proxy: Proxy,
+    start_mirror: StartMirror,
+    db: asyncpg.Connection,
+    tmp_path: Path,
+) -> None:
+    """No one calls the eviction here: the server's own round, started by the download
+    that went over the cap, evicts what was pulled longest ago (and not within seconds)."""
+    mirror = await start_mirror(
+        Upstream(NAMESPACE, proxy.url, ADMIN, ADMIN_PASSWORD, cache_max_bytes=MIB + MIB // 2)
+    )
+    old = layer_of(await upstream.push("mirroradmin/old", "v1", [os.urandom(MIB)]))
+    new = layer_of(await upstream.push("mirroradmin/new", "v1", [os.urandom(MIB)]))
+    await pull(mirror, f"{NAMESPACE}/mirroradmin/old", "v1")
+    await asyncio.sleep(mirror_of(mirror).eviction.in_use_guard_seconds + 1)
+    await pull(mirror, f"{NAMESPACE}/mirroradmin/new", "v1")
+    for _ in range(100):
+        if not stored_path(tmp_path, old).exists():
+            break
+        await asyncio.sleep(0.1)
+    assert not stored_path(tmp_path, old).exists()
+    assert stored_path(tmp_path, new).exists()
+    assert await cache_bytes(db) <= MIB + MIB // 2
