@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+from aiohttp import web
 
 from bench.targets import Server, _spawn, find_binary, free_port, start_registryd
 
@@ -42,11 +43,11 @@ _SENT_BLOB_BYTES = re.compile(
 )
 
 
-def start_registryd_mirror(workdir: Path, upstream: Server) -> Server:
+def start_registryd_mirror(workdir: Path, upstream_url: str) -> Server:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRYD_")}
     env["REGISTRYD_AUTH_MODE"] = "none"
-    env["REGISTRYD_UPSTREAMS"] = f'[{{namespace = "{NAMESPACE}", url = "{upstream.url}"}}]'
+    env["REGISTRYD_UPSTREAMS"] = f'[{{namespace = "{NAMESPACE}", url = "{upstream_url}"}}]'
     argv = [
         sys.executable,
         "-m",
@@ -64,7 +65,7 @@ def start_registryd_mirror(workdir: Path, upstream: Server) -> Server:
     return server
 
 
-def start_distribution_proxy(workdir: Path, upstream: Server) -> Server:
+def start_distribution_proxy(workdir: Path, upstream_url: str) -> Server:
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "config.yml"
@@ -80,7 +81,7 @@ storage:
 http:
   addr: 127.0.0.1:{port}
 proxy:
-  remoteurl: {upstream.url}
+  remoteurl: {upstream_url}
 """
     )
     exe = find_binary("docker-registry")
@@ -89,6 +90,64 @@ proxy:
     server = _spawn("distribution-proxy", workdir, port, [exe, "serve", str(config)])
     server.wait_ready("/v2/")
     return server
+
+
+class Link:
+    """The mirrors' link to the upstream, at ``bytes_per_second`` shared by every response
+    through it (a WAN uplink, where the upstream's bytes are what costs): a reverse proxy
+    in this process that paces the bodies it forwards."""
+
+    def __init__(self, upstream_url: str, bytes_per_second: float) -> None:
+        self.upstream_url = upstream_url
+        self.rate = bytes_per_second
+        self._free_at = 0.0
+        self._runner: web.AppRunner | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self.url = ""
+
+    async def start(self) -> None:
+        self._http = aiohttp.ClientSession(auto_decompress=False)
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._forward)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        port = free_port()
+        await web.TCPSite(self._runner, "127.0.0.1", port).start()
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._http is not None:
+            await self._http.close()
+
+    async def _pace(self, n: int) -> None:
+        """Reserve the link for ``n`` bytes after what is already on it; wait for them."""
+        loop = asyncio.get_running_loop()
+        self._free_at = max(self._free_at, loop.time()) + n / self.rate
+        await asyncio.sleep(self._free_at - loop.time())
+
+    async def _forward(self, request: web.Request) -> web.StreamResponse:
+        assert self._http is not None
+        skip = {"host", "content-length", "transfer-encoding", "connection"}
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in skip}
+        async with self._http.request(
+            request.method,
+            self.upstream_url + request.path_qs,
+            headers=headers,
+            data=await request.read() if request.can_read_body else None,
+            allow_redirects=False,
+        ) as resp:
+            out = {k: v for k, v in resp.headers.items() if k.lower() not in skip}
+            response = web.StreamResponse(status=resp.status, headers=out)
+            if resp.content_length is not None:
+                response.content_length = resp.content_length
+            await response.prepare(request)
+            async for chunk in resp.content.iter_chunked(64 * 1024):
+                await self._pace(len(chunk))
+                await response.write(chunk)
+            await response.write_eof()
+            return response
 
 
 async def push_layer(http: aiohttp.ClientSession, upstream: Server, tag: str, size: int) -> str:
@@ -190,16 +249,29 @@ class Row:
     upstream_bytes: float
 
 
-async def run(sizes: list[int], concurrencies: list[int], client: str = "python") -> list[Row]:
+async def run(
+    sizes: list[int],
+    concurrencies: list[int],
+    client: str = "python",
+    upstream_mbit: float | None = None,
+) -> list[Row]:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="registryd-bench-mirror-") as tmp:
         base = Path(tmp)
         upstream = start_registryd(base / "upstream", None)
         servers = [upstream]
+        link = Link(upstream.url, upstream_mbit * 1e6 / 8) if upstream_mbit else None
         try:
-            ours = start_registryd_mirror(base / "mirror", upstream)
+            upstream_url = upstream.url
+            if link is not None:
+                await link.start()
+                upstream_url = link.url
+            # Off the loop: the link in this loop must answer while they start.
+            ours = await asyncio.to_thread(start_registryd_mirror, base / "mirror", upstream_url)
             servers.append(ours)
-            theirs = start_distribution_proxy(base / "distribution", upstream)
+            theirs = await asyncio.to_thread(
+                start_distribution_proxy, base / "distribution", upstream_url
+            )
             servers.append(theirs)
             targets = {
                 "registryd": f"{ours.url}/v2/{NAMESPACE}/{REPOSITORY}/blobs/",
@@ -220,6 +292,8 @@ async def run(sizes: list[int], concurrencies: list[int], client: str = "python"
                             rows.append(Row(target, size, concurrency, cold, warm, sent))
                             print(rows[-1], flush=True)
         finally:
+            if link is not None:
+                await link.close()
             for server in servers:
                 server.stop()
     return rows
@@ -250,10 +324,17 @@ def main() -> None:
         default="python",
         help="python: re-hash in the timed pull; curl: one process per client, no hashing",
     )
+    parser.add_argument(
+        "--upstream-mbit",
+        type=float,
+        default=None,
+        help="pace the mirrors' link to the upstream to this many Mbit/s (default: loopback)",
+    )
     args = parser.parse_args()
     sizes = [int(s) * MiB for s in args.sizes_mib.split(",")]
     concurrencies = [int(c) for c in args.concurrency.split(",")]
-    print(render(asyncio.run(run(sizes, concurrencies, args.client))))
+    rows = asyncio.run(run(sizes, concurrencies, args.client, args.upstream_mbit))
+    print(render(rows))
 
 
 if __name__ == "__main__":

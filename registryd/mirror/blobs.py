@@ -30,11 +30,13 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 from aiohttp import web
+from aiohttp.http_writer import StreamWriter
 
 from registryd.db import mirror_queries, queries
 from registryd.digest import Digest
 from registryd.errors import BlobUnknown, DigestMismatch
 from registryd.gc import hooks as gc_hooks
+from registryd.http import sendfile
 from registryd.http.streaming import (
     READ_CHUNK_BYTES,
     RangeNotSatisfiable,
@@ -459,10 +461,15 @@ async def _follow(request: web.Request, mirror: Mirror, download: Download) -> w
         response = web.StreamResponse(status=200 if byte_range is None else 206, headers=headers)
         response.content_type = "application/octet-stream"
         response.content_length = end - start + 1 if size else 0
-        await response.prepare(request)
+        writer = await response.prepare(request)
         if request.method == "HEAD" or not size:
             await response.write_eof()
             return response
+        sock = sendfile.usable(request.transport) if mirror.svc.settings.sendfile else None
+        if sock is not None and isinstance(writer, StreamWriter):
+            writer.send_headers()  # sendfile bypasses aiohttp's buffered status and headers
+        else:
+            sock = None
         position = start
         while position <= end:
             await download.wait_past(position)
@@ -472,25 +479,43 @@ async def _follow(request: web.Request, mirror: Mirror, download: Download) -> w
                 # completed, so the connection is cut (the client retries afresh).
                 _abort(request, target, download)
                 return response
-            data = await loop.run_in_executor(
-                None, os.pread, fd, min(available, READ_CHUNK_BYTES), position
-            )
-            if not data:
-                _abort(request, target, download)
-                return response
-            if position + len(data) == size:
-                # The blob's last bytes go out only once its digest is verified and it
+            if position + available == size and not download.committed:
+                # The blob's last byte goes out only once its digest is verified and it
                 # is committed: a client never completes a body with wrong bytes.
-                await download.wait_for(lambda: download.over)
-                if not download.committed:
+                if download.over:
                     _abort(request, target, download)
                     return response
+                if available > 1:
+                    available -= 1
+                else:
+                    await download.wait_for(lambda: download.over)
+                    if not download.committed:
+                        _abort(request, target, download)
+                        return response
             try:
-                await response.write(data)
-            except ConnectionError:
+                if sock is not None:
+                    # Everything that has arrived, straight from the file to the socket.
+                    await sendfile.send_file_range(
+                        request.transport,  # type: ignore[arg-type]  # checked by usable()
+                        sock,
+                        fd,
+                        position,
+                        available,
+                    )
+                    sent = available
+                else:
+                    data = await loop.run_in_executor(
+                        None, os.pread, fd, min(available, READ_CHUNK_BYTES), position
+                    )
+                    if not data:
+                        _abort(request, target, download)
+                        return response
+                    await response.write(data)
+                    sent = len(data)
+            except OSError:  # the client went away (ConnectionError), or the file is short
                 _abort(request, target, download)
                 return response
-            position += len(data)
+            position += sent
         await response.write_eof()
         return response
     finally:
