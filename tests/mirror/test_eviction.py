@@ -232,3 +232,29 @@ async def test_a_download_into_a_full_cache_evicts_in_the_background(
     assert not stored_path(tmp_path, old).exists()
     assert stored_path(tmp_path, new).exists()
     assert await cache_bytes(db) <= MIB + MIB // 2
+
+
+async def test_a_blob_being_downloaded_is_not_evicted(
+    upstream: UpstreamRegistry,
+    proxy: Proxy,
+    start_mirror: StartMirror,
+    db: asyncpg.Connection,
+    tmp_path: Path,
+) -> None:
+    mirror = await start_mirror(
+        Upstream(NAMESPACE, proxy.url, ADMIN, ADMIN_PASSWORD, cache_max_bytes=1)
+    )
+    old = layer_of(await upstream.push("mirroradmin/old", "v1", [os.urandom(MIB)]))
+    await pull(mirror, f"{NAMESPACE}/mirroradmin/old", "v1")
+    layer = os.urandom(4 * MIB)
+    await upstream.push("mirroradmin/new", "v1", [layer])
+    await age_cache(mirror, db, 3600)
+    proxy.chunk_delay_seconds = 0.05  # about 3 s for the new layer
+    path = f"/v2/{NAMESPACE}/mirroradmin/new/blobs/{sha256(layer)}"
+    # Its headers come once the download has begun.
+    download = asyncio.create_task((await mirror.get(path)).read())
+    await evict(mirror)  # the cache is over its cap while the layer downloads
+    assert not stored_path(tmp_path, old).exists()
+    assert not download.done()
+    assert await download == layer
+    assert stored_path(tmp_path, sha256(layer)).read_bytes() == layer
