@@ -363,6 +363,22 @@ async def _follow_other_process(
     return True
 
 
+async def _announce(lock: asyncpg.Connection, download: Download) -> None:
+    """Let other processes follow the temp file from now on. Best effort: if the database
+    cannot be told, they wait for the end instead, and the download goes on."""
+    assert download.path is not None
+    assert download.size is not None
+    try:
+        await mirror_queries.insert_download(
+            lock, download.digest, str(download.path), download.size
+        )
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        log.warning(
+            "could not announce a download to the other processes",
+            extra={"fields": {"digest": str(download.digest), "reason": repr(exc)}},
+        )
+
+
 async def _fetch(mirror: Mirror, download: Download, lock: asyncpg.Connection | None) -> None:
     target, digest = download.target, download.digest
     name = target.upstream.namespace
@@ -394,10 +410,7 @@ async def _fetch(mirror: Mirror, download: Download, lock: asyncpg.Connection | 
                         and download.path is not None
                         and download.size is not None
                     ):
-                        # Other processes follow the file from now on.
-                        await mirror_queries.insert_download(
-                            lock, digest, str(download.path), download.size
-                        )
+                        await _announce(lock, download)
                     download.received += len(chunk)
                     mirror.metrics.upstream_bytes.labels(name).inc(len(chunk))
                     if download.size is not None and download.received > download.size:
