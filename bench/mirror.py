@@ -3,8 +3,13 @@ distribution 2.8 in proxy mode (``proxy.remoteurl``), both mirroring one registr
 
 For each layer size and concurrency: a cold pull (the layer is new to the mirror)
 and a warm one (cached), time to the last byte of the last client, and the blob
-bytes the upstream sent for the cold pull (from its own metrics). Every client's
-bytes are re-hashed. Everything listens on 127.0.0.1 in a temp dir.
+bytes the upstream sent for the cold pull (from its own metrics). Everything
+listens on 127.0.0.1 in a temp dir.
+
+Two clients: ``python`` (aiohttp in this process, re-hashing every client's bytes
+inside the timed pull: at c = 16 on a small machine the hashing, not the mirror,
+can bound the time) and ``curl`` (one curl process per client writing to
+/dev/null, sizes checked; every target's bytes are then re-hashed once, untimed).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -22,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+from aiohttp import web
 
 from bench.targets import Server, _spawn, find_binary, free_port, start_registryd
 
@@ -36,11 +43,11 @@ _SENT_BLOB_BYTES = re.compile(
 )
 
 
-def start_registryd_mirror(workdir: Path, upstream: Server) -> Server:
+def start_registryd_mirror(workdir: Path, upstream_url: str) -> Server:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRYD_")}
     env["REGISTRYD_AUTH_MODE"] = "none"
-    env["REGISTRYD_UPSTREAMS"] = f'[{{namespace = "{NAMESPACE}", url = "{upstream.url}"}}]'
+    env["REGISTRYD_UPSTREAMS"] = f'[{{namespace = "{NAMESPACE}", url = "{upstream_url}"}}]'
     argv = [
         sys.executable,
         "-m",
@@ -58,7 +65,7 @@ def start_registryd_mirror(workdir: Path, upstream: Server) -> Server:
     return server
 
 
-def start_distribution_proxy(workdir: Path, upstream: Server) -> Server:
+def start_distribution_proxy(workdir: Path, upstream_url: str) -> Server:
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "config.yml"
@@ -74,7 +81,7 @@ storage:
 http:
   addr: 127.0.0.1:{port}
 proxy:
-  remoteurl: {upstream.url}
+  remoteurl: {upstream_url}
 """
     )
     exe = find_binary("docker-registry")
@@ -83,6 +90,64 @@ proxy:
     server = _spawn("distribution-proxy", workdir, port, [exe, "serve", str(config)])
     server.wait_ready("/v2/")
     return server
+
+
+class Link:
+    """The mirrors' link to the upstream, at ``bytes_per_second`` shared by every response
+    through it (a WAN uplink, where the upstream's bytes are what costs): a reverse proxy
+    in this process that paces the bodies it forwards."""
+
+    def __init__(self, upstream_url: str, bytes_per_second: float) -> None:
+        self.upstream_url = upstream_url
+        self.rate = bytes_per_second
+        self._free_at = 0.0
+        self._runner: web.AppRunner | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self.url = ""
+
+    async def start(self) -> None:
+        self._http = aiohttp.ClientSession(auto_decompress=False)
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._forward)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        port = free_port()
+        await web.TCPSite(self._runner, "127.0.0.1", port).start()
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._http is not None:
+            await self._http.close()
+
+    async def _pace(self, n: int) -> None:
+        """Reserve the link for ``n`` bytes after what is already on it; wait for them."""
+        loop = asyncio.get_running_loop()
+        self._free_at = max(self._free_at, loop.time()) + n / self.rate
+        await asyncio.sleep(self._free_at - loop.time())
+
+    async def _forward(self, request: web.Request) -> web.StreamResponse:
+        assert self._http is not None
+        skip = {"host", "content-length", "transfer-encoding", "connection"}
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in skip}
+        async with self._http.request(
+            request.method,
+            self.upstream_url + request.path_qs,
+            headers=headers,
+            data=await request.read() if request.can_read_body else None,
+            allow_redirects=False,
+        ) as resp:
+            out = {k: v for k, v in resp.headers.items() if k.lower() not in skip}
+            response = web.StreamResponse(status=resp.status, headers=out)
+            if resp.content_length is not None:
+                response.content_length = resp.content_length
+            await response.prepare(request)
+            async for chunk in resp.content.iter_chunked(64 * 1024):
+                await self._pace(len(chunk))
+                await response.write(chunk)
+            await response.write_eof()
+            return response
 
 
 async def push_layer(http: aiohttp.ClientSession, upstream: Server, tag: str, size: int) -> str:
@@ -139,6 +204,41 @@ async def pull(url: str, digest: str, concurrency: int) -> float:
     return time.perf_counter() - started
 
 
+async def pull_curl(url: str, digest: str, size: int, concurrency: int) -> float:
+    """``concurrency`` curl processes GET the blob at once, no hashing; seconds until the
+    last one is done. Each must get a 200 with ``size`` bytes; then one untimed pull
+    re-hashes the bytes."""
+    curl = shutil.which("curl")
+    if curl is None:
+        raise SystemExit("curl is not installed")
+
+    async def one() -> None:
+        proc = await asyncio.create_subprocess_exec(
+            curl,
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{size_download}",
+            url,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await proc.communicate()
+        assert out.decode() == f"200 {size}", f"curl got {out.decode()!r}"
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(concurrency)))
+    seconds = time.perf_counter() - started
+    await pull(url, digest, 1)
+    return seconds
+
+
+async def timed_pull(client: str, url: str, digest: str, size: int, concurrency: int) -> float:
+    if client == "curl":
+        return await pull_curl(url, digest, size, concurrency)
+    return await pull(url, digest, concurrency)
+
+
 @dataclass
 class Row:
     target: str
@@ -149,16 +249,29 @@ class Row:
     upstream_bytes: float
 
 
-async def run(sizes: list[int], concurrencies: list[int]) -> list[Row]:
+async def run(
+    sizes: list[int],
+    concurrencies: list[int],
+    client: str = "python",
+    upstream_mbit: float | None = None,
+) -> list[Row]:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="registryd-bench-mirror-") as tmp:
         base = Path(tmp)
         upstream = start_registryd(base / "upstream", None)
         servers = [upstream]
+        link = Link(upstream.url, upstream_mbit * 1e6 / 8) if upstream_mbit else None
         try:
-            ours = start_registryd_mirror(base / "mirror", upstream)
+            upstream_url = upstream.url
+            if link is not None:
+                await link.start()
+                upstream_url = link.url
+            # Off the loop: the link in this loop must answer while they start.
+            ours = await asyncio.to_thread(start_registryd_mirror, base / "mirror", upstream_url)
             servers.append(ours)
-            theirs = start_distribution_proxy(base / "distribution", upstream)
+            theirs = await asyncio.to_thread(
+                start_distribution_proxy, base / "distribution", upstream_url
+            )
             servers.append(theirs)
             targets = {
                 "registryd": f"{ours.url}/v2/{NAMESPACE}/{REPOSITORY}/blobs/",
@@ -171,13 +284,16 @@ async def run(sizes: list[int], concurrencies: list[int]) -> list[Row]:
                         tag = f"s{size // MiB}-c{concurrency}"
                         digest = await push_layer(http, upstream, tag, size)
                         for target, prefix in targets.items():
+                            url = prefix + digest
                             before = await upstream_blob_bytes(http, upstream)
-                            cold = await pull(prefix + digest, digest, concurrency)
+                            cold = await timed_pull(client, url, digest, size, concurrency)
                             sent = await upstream_blob_bytes(http, upstream) - before
-                            warm = await pull(prefix + digest, digest, concurrency)
+                            warm = await timed_pull(client, url, digest, size, concurrency)
                             rows.append(Row(target, size, concurrency, cold, warm, sent))
                             print(rows[-1], flush=True)
         finally:
+            if link is not None:
+                await link.close()
             for server in servers:
                 server.stop()
     return rows
@@ -202,10 +318,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.mirror", description=__doc__)
     parser.add_argument("--sizes-mib", default="16,128", help="layer sizes, comma-separated")
     parser.add_argument("--concurrency", default="1,16", help="clients, comma-separated")
+    parser.add_argument(
+        "--client",
+        choices=("python", "curl"),
+        default="python",
+        help="python: re-hash in the timed pull; curl: one process per client, no hashing",
+    )
+    parser.add_argument(
+        "--upstream-mbit",
+        type=float,
+        default=None,
+        help="pace the mirrors' link to the upstream to this many Mbit/s (default: loopback)",
+    )
     args = parser.parse_args()
     sizes = [int(s) * MiB for s in args.sizes_mib.split(",")]
     concurrencies = [int(c) for c in args.concurrency.split(",")]
-    print(render(asyncio.run(run(sizes, concurrencies))))
+    rows = asyncio.run(run(sizes, concurrencies, args.client, args.upstream_mbit))
+    print(render(rows))
 
 
 if __name__ == "__main__":

@@ -67,6 +67,8 @@ _UPSTREAM_KEYS = frozenset(
         "read_timeout_seconds",
         "library_prefix",
         "serve_unprefixed",
+        "cache_max_bytes",
+        "cache_max_age_seconds",
     }
 )
 
@@ -90,6 +92,24 @@ class Upstream:
     # Names without a namespace prefix or ?ns= that no local repository has are
     # served from this upstream (docker's registry-mirrors sends such names).
     serve_unprefixed: bool = False
+    # The cache's size cap (blob bytes held for this upstream; None: no cap): the least
+    # recently pulled blobs are evicted above it.
+    cache_max_bytes: int | None = None
+    # Blobs and manifests not pulled for this long are evicted (None: kept).
+    cache_max_age_seconds: float | None = None
+
+
+def _upstream_cache_bytes(table: Mapping[str, Any], where: str) -> int | None:
+    raw = table.get("cache_max_bytes")
+    if raw is None:
+        return None
+    try:
+        value = parse_size_bytes(raw) if isinstance(raw, str) else raw
+    except ValueError as exc:
+        raise ConfigError(f"{where}: cache_max_bytes: {exc}") from None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{where}: cache_max_bytes must be a positive size such as 50GiB")
+    return value
 
 
 def _upstream_number(table: Mapping[str, Any], key: str, default: float, where: str) -> float:
@@ -157,6 +177,12 @@ def _parse_upstream(table: Any, where: str) -> Upstream:
         read_timeout_seconds=_upstream_number(table, "read_timeout_seconds", 60.0, where),
         library_prefix=library_prefix,
         serve_unprefixed=serve_unprefixed,
+        cache_max_bytes=_upstream_cache_bytes(table, where),
+        cache_max_age_seconds=(
+            _upstream_number(table, "cache_max_age_seconds", 1.0, where)
+            if "cache_max_age_seconds" in table
+            else None
+        ),
     )
 
 

@@ -10,7 +10,11 @@ download's condition for more, so sixteen nodes pulling one layer cost one
 upstream GET and none waits for the end. A range is answered as its bytes land.
 
 Across processes, a PostgreSQL advisory lock per digest lets one process
-download while the others wait for the lock and then serve the stored blob.
+download; it announces its temp file in ``mirror_downloads`` once the first
+bytes are in, and the other processes' download tasks follow that file as it
+grows (polling its size; the store is one filesystem), so their clients stream
+too. Where the file cannot be seen (another host), they wait for the lock and
+serve the stored blob.
 """
 
 from __future__ import annotations
@@ -26,11 +30,13 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 from aiohttp import web
+from aiohttp.http_writer import StreamWriter
 
 from registryd.db import blob_queries, mirror_queries, repository_queries
 from registryd.digest import Digest
 from registryd.errors import BlobUnknown, DigestMismatch
 from registryd.gc import hooks as gc_hooks
+from registryd.http import sendfile
 from registryd.http.streaming import (
     READ_CHUNK_BYTES,
     RangeNotSatisfiable,
@@ -47,6 +53,11 @@ log = logging.getLogger(__name__)
 
 # Bytes asked of the upstream connection per read (what is buffered, at most this).
 _UPSTREAM_READ_BYTES = 1024 * 1024
+# Following another process's download: how often its temp file is looked at, how often
+# its announcement is looked for, and after how long without growth its lock is checked.
+_FOLLOW_POLL_SECONDS = 0.01
+_ANNOUNCE_POLL_SECONDS = 0.05
+_HOLDER_CHECK_SECONDS = 1.0
 
 
 class Download:
@@ -96,7 +107,17 @@ def _lock_key(digest: Digest) -> int:
 async def get_blob(
     request: web.Request, mirror: Mirror, target: Target, digest: Digest
 ) -> web.StreamResponse:
-    """GET/HEAD of a mirrored blob (the caller has authorized the read)."""
+    """GET/HEAD of a mirrored blob (the caller has authorized the read).
+
+    A pull for the cache's LRU clock, in use (never evicted) until its body is sent.
+    """
+    with mirror.pulls.sending(target.local, digest):
+        return await _get_blob(request, mirror, target, digest)
+
+
+async def _get_blob(
+    request: web.Request, mirror: Mirror, target: Target, digest: Digest
+) -> web.StreamResponse:
     svc = mirror.svc
     name = target.upstream.namespace
     async with svc.pool.acquire() as conn:
@@ -187,14 +208,16 @@ async def _download(mirror: Mirror, download: Download) -> None:
     started = time.monotonic()
     lock: asyncpg.Connection | None = None
     try:
-        lock = await _take_lock(mirror, digest)
+        lock = await _lock_connection(mirror)
+        if lock is not None and not await _take_lock(mirror, download, lock):
+            return  # followed another process's download to its end
         size = await mirror.svc.storage.stat(digest)
         if size is not None and await _link(mirror, target.local, digest):
             # Another process stored it while we waited for its lock.
             download.size = download.received = size
             download.committed = True
             return
-        await _fetch(mirror, download)
+        await _fetch(mirror, download, lock)
         log.info(
             "upstream fetch",
             extra={
@@ -240,27 +263,122 @@ async def _download(mirror: Mirror, download: Download) -> None:
         mirror.metrics.downloads_in_progress.dec()
         if lock is not None:
             with contextlib.suppress(Exception):
-                await asyncio.shield(lock.close())
+                await asyncio.shield(_release(lock, digest))
         await download.notify()
 
 
-async def _take_lock(mirror: Mirror, digest: Digest) -> asyncpg.Connection | None:
-    """Hold this digest's advisory lock on a connection of its own (held for the whole
-    download: a pool connection would be kept from other requests)."""
+async def _lock_connection(mirror: Mirror) -> asyncpg.Connection | None:
+    """A connection of its own for the digest's advisory lock (held for the whole
+    download: a pool connection would be kept from other requests); None without a
+    database URL (one process)."""
     url = mirror.svc.settings.database_url
     if url is None:
         return None
     conn: asyncpg.Connection = await asyncpg.connect(url)
-    try:
-        # Waits while another process downloads it; its death releases the lock.
-        await mirror_queries.take_download_lock(conn, _lock_key(digest))
-    except BaseException:
-        await asyncio.shield(conn.close())
-        raise
     return conn
 
 
-async def _fetch(mirror: Mirror, download: Download) -> None:
+async def _release(lock: asyncpg.Connection, digest: Digest) -> None:
+    """Withdraw our announcement (if any) and drop the lock with the connection."""
+    try:
+        await mirror_queries.withdraw_download(lock, digest)
+    finally:
+        await lock.close()
+
+
+async def _take_lock(mirror: Mirror, download: Download, lock: asyncpg.Connection) -> bool:
+    """Take the digest's download lock; meanwhile follow the download of the process
+    holding it. True: we hold the lock; False: we followed the other process's download
+    to its end and the blob is stored (``download.committed``). Raise UpstreamUnavailable
+    when that download failed after we had begun following it."""
+    key = _lock_key(download.digest)
+    while not await mirror_queries.try_download_lock(lock, key):
+        row = await mirror_queries.fetch_download(lock, download.digest)
+        if row is None:
+            # Not announced yet: the holder waits for the upstream's first bytes.
+            await asyncio.sleep(_ANNOUNCE_POLL_SECONDS)
+            continue
+        if await _follow_other_process(mirror, download, lock, row):
+            return False
+        # Its temp file is not visible here (another host, or it just ended): wait for
+        # the lock, then serve what it stored. The holder's death releases the lock.
+        await mirror_queries.take_download_lock(lock, key)
+        return True
+    # A row left by a holder that died is stale: nobody may follow it.
+    await mirror_queries.delete_download(lock, download.digest)
+    return True
+
+
+async def _follow_other_process(
+    mirror: Mirror, download: Download, lock: asyncpg.Connection, row: mirror_queries.DownloadRow
+) -> bool:
+    """Follow another process's download through its growing temp file (same store).
+
+    False when the file cannot be seen from here; True once the blob it was writing is
+    stored and linked to our repository. The holder renames the file into place only
+    after verifying the digest, and removes it on any failure; a holder that dies
+    leaves its lock, which we then take.
+    """
+    loop = asyncio.get_running_loop()
+    path = Path(row.temp_path)
+    target, digest = download.target, download.digest
+    name = target.upstream.namespace
+    try:
+        grown = (await loop.run_in_executor(None, os.stat, path)).st_size
+    except FileNotFoundError:
+        return False
+    mirror.metrics.coalesced.labels(name).inc()
+    log.info(
+        "following a download of another process",
+        extra={"fields": {"upstream": name, "digest": str(digest), "bytes": row.size_bytes}},
+    )
+    download.path, download.size = path, row.size_bytes
+    key = _lock_key(digest)
+    held = False
+    idle_since = time.monotonic()
+    while True:
+        if grown > download.received:
+            download.received = min(grown, row.size_bytes)
+            idle_since = time.monotonic()
+            await download.notify()
+        elif time.monotonic() - idle_since > _HOLDER_CHECK_SECONDS:
+            if held := await mirror_queries.try_download_lock(lock, key):
+                break  # the holder is gone (finished or died)
+            idle_since = time.monotonic()
+        await asyncio.sleep(_FOLLOW_POLL_SECONDS)
+        try:
+            grown = (await loop.run_in_executor(None, os.stat, path)).st_size
+        except FileNotFoundError:
+            break  # renamed into place, or discarded
+    if not held:
+        # The file is placed inside the holder's transaction, which commits the blob's
+        # row; the holder lets the lock go after it, so then the row is visible.
+        await mirror_queries.take_download_lock(lock, key)
+    size = await mirror.svc.storage.stat(digest)
+    if size != row.size_bytes or not await _link(mirror, target.local, digest):
+        raise UpstreamUnavailable(name, "the download in another process did not complete")
+    download.received = size
+    download.committed = True
+    return True
+
+
+async def _announce(lock: asyncpg.Connection, download: Download) -> None:
+    """Let other processes follow the temp file from now on. Best effort: if the database
+    cannot be told, they wait for the end instead, and the download goes on."""
+    assert download.path is not None
+    assert download.size is not None
+    try:
+        await mirror_queries.insert_download(
+            lock, download.digest, str(download.path), download.size
+        )
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        log.warning(
+            "could not announce a download to the other processes",
+            extra={"fields": {"digest": str(download.digest), "reason": repr(exc)}},
+        )
+
+
+async def _fetch(mirror: Mirror, download: Download, lock: asyncpg.Connection | None) -> None:
     target, digest = download.target, download.digest
     name = target.upstream.namespace
     if digest.algorithm != "sha256":
@@ -284,6 +402,13 @@ async def _fetch(mirror: Mirror, download: Download) -> None:
             try:
                 while chunk := await resp.content.read(_UPSTREAM_READ_BYTES):
                     await writer.write(chunk)
+                    if (
+                        not download.received
+                        and lock is not None
+                        and download.path is not None
+                        and download.size is not None
+                    ):
+                        await _announce(lock, download)
                     download.received += len(chunk)
                     mirror.metrics.upstream_bytes.labels(name).inc(len(chunk))
                     if download.size is not None and download.received > download.size:
@@ -310,6 +435,8 @@ async def _fetch(mirror: Mirror, download: Download) -> None:
             raise UpstreamInvalid(name, f"blob digest is {exc.actual}, not {digest}") from None
     download.size = download.received
     download.committed = True
+    if target.upstream.cache_max_bytes is not None:
+        mirror.eviction.kick()
 
 
 async def _follow(request: web.Request, mirror: Mirror, download: Download) -> web.StreamResponse:
@@ -345,10 +472,15 @@ async def _follow(request: web.Request, mirror: Mirror, download: Download) -> w
         response = web.StreamResponse(status=200 if byte_range is None else 206, headers=headers)
         response.content_type = "application/octet-stream"
         response.content_length = end - start + 1 if size else 0
-        await response.prepare(request)
+        writer = await response.prepare(request)
         if request.method == "HEAD" or not size:
             await response.write_eof()
             return response
+        sock = sendfile.usable(request.transport) if mirror.svc.settings.sendfile else None
+        if sock is not None and isinstance(writer, StreamWriter):
+            writer.send_headers()  # sendfile bypasses aiohttp's buffered status and headers
+        else:
+            sock = None
         position = start
         while position <= end:
             await download.wait_past(position)
@@ -358,25 +490,43 @@ async def _follow(request: web.Request, mirror: Mirror, download: Download) -> w
                 # completed, so the connection is cut (the client retries afresh).
                 _abort(request, target, download)
                 return response
-            data = await loop.run_in_executor(
-                None, os.pread, fd, min(available, READ_CHUNK_BYTES), position
-            )
-            if not data:
-                _abort(request, target, download)
-                return response
-            if position + len(data) == size:
-                # The blob's last bytes go out only once its digest is verified and it
+            if position + available == size and not download.committed:
+                # The blob's last byte goes out only once its digest is verified and it
                 # is committed: a client never completes a body with wrong bytes.
-                await download.wait_for(lambda: download.over)
-                if not download.committed:
+                if download.over:
                     _abort(request, target, download)
                     return response
+                if available > 1:
+                    available -= 1
+                else:
+                    await download.wait_for(lambda: download.over)
+                    if not download.committed:
+                        _abort(request, target, download)
+                        return response
             try:
-                await response.write(data)
-            except ConnectionError:
+                if sock is not None:
+                    # Everything that has arrived, straight from the file to the socket.
+                    await sendfile.send_file_range(
+                        request.transport,  # type: ignore[arg-type]  # checked by usable()
+                        sock,
+                        fd,
+                        position,
+                        available,
+                    )
+                    sent = available
+                else:
+                    data = await loop.run_in_executor(
+                        None, os.pread, fd, min(available, READ_CHUNK_BYTES), position
+                    )
+                    if not data:
+                        _abort(request, target, download)
+                        return response
+                    await response.write(data)
+                    sent = len(data)
+            except OSError:  # the client went away (ConnectionError), or the file is short
                 _abort(request, target, download)
                 return response
-            position += len(data)
+            position += sent
         await response.write_eof()
         return response
     finally:

@@ -46,6 +46,25 @@ class MirrorMetrics:
             ["upstream"],
             registry=r,
         )
+        self.evicted_blobs = Counter(
+            "registryd_mirror_evicted_blobs",
+            "Blobs evicted from the cache, by upstream and reason (size, age).",
+            ["upstream", "reason"],
+            registry=r,
+        )
+        self.evicted_bytes = Counter(
+            "registryd_mirror_evicted_bytes",
+            "Bytes of the blobs evicted from the cache, by upstream and reason (size, age).",
+            ["upstream", "reason"],
+            registry=r,
+        )
+        self.evicted_manifests = Counter(
+            "registryd_mirror_evicted_manifests",
+            "Manifests evicted from the cache because they were not pulled for "
+            "cache_max_age_seconds.",
+            ["upstream"],
+            registry=r,
+        )
         self.downloads_in_progress = Gauge(
             "registryd_mirror_downloads_in_progress",
             "Blob downloads from upstreams running now.",

@@ -80,6 +80,7 @@ async def _get_manifest(request: web.Request, mirror: Mirror, target: Target) ->
         raise ManifestUnknown(text) from None
     await authorize(request, Action.READ, target.local)
     manifest = await manifests.get_manifest(mirror, target, reference)
+    mirror.pulls.record(target.local, manifest.digest)
     etag = f'"{manifest.digest}"'
     headers = {"Docker-Content-Digest": str(manifest.digest), "ETag": etag}
     if etag in request.headers.get("If-None-Match", ""):

@@ -8,12 +8,15 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import asyncpg
 from aiohttp import web
 
 from registryd.config import Upstream
 from registryd.domain.services import Services
 from registryd.keys import METRICS, SERVICES
+from registryd.mirror.eviction import Eviction
 from registryd.mirror.metrics import MirrorMetrics
+from registryd.mirror.pulls import PullLog
 from registryd.mirror.upstream import UpstreamClient
 
 if TYPE_CHECKING:
@@ -37,6 +40,8 @@ class Mirror:
         self.downloads: dict[Digest, Download] = {}
         # Downloads run as tasks of their own (a client leaving must not end them).
         self.tasks: set[asyncio.Task[None]] = set()
+        self.pulls = PullLog(svc.pool)
+        self.eviction = Eviction(svc, self.pulls, metrics)
 
     def client(self, upstream: Upstream) -> UpstreamClient:
         return self._clients[upstream.namespace]
@@ -89,7 +94,20 @@ async def mirror_context(app: web.Application) -> AsyncIterator[None]:
             "mirroring an upstream registry",
             extra={"fields": {"namespace": upstream.namespace, "url": upstream.url}},
         )
+    background = [asyncio.create_task(mirror.pulls.flush_periodically())]
+    if mirror.eviction.upstreams:
+        background.append(asyncio.create_task(mirror.eviction.run_periodically()))
     try:
         yield
     finally:
+        for task in background:
+            task.cancel()
+        for task in background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await mirror.close()
+        try:
+            await mirror.pulls.flush()
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+            # Shutting down: a lost last second of pulls only makes that content look older.
+            log.warning("could not record the last mirrored pulls", exc_info=True)

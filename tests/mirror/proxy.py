@@ -31,6 +31,8 @@ class Proxy:
     stall: bool = False
     # Set once a blob GET has been forwarded.
     blob_get_forwarded: asyncio.Event = field(default_factory=asyncio.Event)
+    # When (loop time) the last blob GET's body was sent completely.
+    blob_get_finished_at: float | None = None
     server: TestServer | None = None
     _session: aiohttp.ClientSession | None = None
 
@@ -107,4 +109,6 @@ class Proxy:
                 if self.chunk_delay_seconds and "/blobs/" in request.path:
                     await asyncio.sleep(self.chunk_delay_seconds)
             await response.write_eof()
+            if request.method == "GET" and "/blobs/" in request.path:
+                self.blob_get_finished_at = asyncio.get_running_loop().time()
             return response

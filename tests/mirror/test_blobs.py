@@ -22,7 +22,8 @@ from tests.mirror.proxy import Proxy
 from tests.support.content import sha256
 from tests.support.polling import eventually
 
-LAYER_BYTES = 32 * 1024 * 1024
+# The figure: sixteen nodes pulling one 100 MiB layer.
+LAYER_BYTES = 100 * 1024 * 1024
 
 
 def stored_path(tmp_path: Path, digest: str) -> Path:
@@ -36,6 +37,7 @@ def metric(text: str, name: str) -> float:
     )
 
 
+@pytest.mark.slow
 async def test_sixteen_cold_pulls_of_one_layer_cost_one_upstream_get(
     upstream: UpstreamRegistry,
     proxy: Proxy,
@@ -84,9 +86,14 @@ async def test_sixteen_cold_pulls_of_one_layer_cost_one_upstream_get(
     assert proxy.count("GET", f"/v2/mirroradmin/big/blobs/{digest}") == 1
 
 
+@pytest.mark.parametrize("zero_copy", [True, False], ids=["sendfile", "copy"])
 async def test_range_of_a_blob_still_downloading(
-    upstream: UpstreamRegistry, proxy: Proxy, mirror: Client
+    upstream: UpstreamRegistry, proxy: Proxy, start_mirror: StartMirror, zero_copy: bool
 ) -> None:
+    mirror = await start_mirror(
+        Upstream(NAMESPACE, proxy.url, ADMIN, ADMIN_PASSWORD, read_timeout_seconds=5),
+        sendfile=zero_copy,
+    )
     layer = os.urandom(4 * 1024 * 1024)
     await upstream.push("mirroradmin/slow", "v1", [layer])
     digest = sha256(layer)

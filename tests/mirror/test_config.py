@@ -56,6 +56,32 @@ read_timeout_seconds = 5
     assert parsed[1]["namespace"] == "ghcr.io"
 
 
+def test_cache_limits(tmp_path: Path) -> None:
+    config = write(
+        tmp_path,
+        """
+[[upstreams]]
+namespace = "docker.io"
+url = "https://registry-1.docker.io"
+cache_max_bytes = "50GiB"
+cache_max_age_seconds = 604800
+
+[[upstreams]]
+namespace = "ghcr.io"
+url = "https://ghcr.io"
+cache_max_bytes = 1000000
+""",
+    )
+    resolved = resolve({}, config_file=config)
+    hub, ghcr = resolved.settings.upstreams
+    assert (hub.cache_max_bytes, hub.cache_max_age_seconds) == (50 * 1024**3, 604800.0)
+    assert (ghcr.cache_max_bytes, ghcr.cache_max_age_seconds) == (1_000_000, None)
+    line = next(x for x in describe(resolved).splitlines() if x.startswith("upstreams = "))
+    parsed = tomllib.loads(line.split("  #", 1)[0])["upstreams"]
+    assert parsed[0]["cache_max_bytes"] == 50 * 1024**3
+    assert "cache_max_age_seconds" not in parsed[1]
+
+
 def test_upstreams_from_the_environment() -> None:
     env = {"REGISTRYD_UPSTREAMS": '[{namespace = "quay.io", url = "https://quay.io"}]'}
     (quay,) = resolve(env).settings.upstreams
@@ -80,6 +106,10 @@ def test_upstreams_from_the_environment() -> None:
         ('namespace = "x.io"\nurl = "https://x.io"\ntag_ttl_seconds = 0', "positive number"),
         ('namespace = "x.io"\nurl = "https://x.io"\ntag_ttl_seconds = "5"', "positive number"),
         ('namespace = "x.io"\nurl = "https://x.io"\nlibrary_prefix = 1', "true or false"),
+        ('namespace = "x.io"\nurl = "https://x.io"\ncache_max_bytes = 0', "positive size"),
+        ('namespace = "x.io"\nurl = "https://x.io"\ncache_max_bytes = "lots"', "not a size"),
+        ('namespace = "x.io"\nurl = "https://x.io"\ncache_max_bytes = 1.5', "positive size"),
+        ('namespace = "x.io"\nurl = "https://x.io"\ncache_max_age_seconds = 0', "positive"),
         (
             'namespace = "x.io"\nurl = "https://x.io"\npassword_file = "/nonexistent/pw"\n'
             'username = "u"',

@@ -3,10 +3,13 @@ with htpasswd), anonymous, and tokens reused rather than fetched per request."""
 
 from __future__ import annotations
 
+import time
+
 import aiohttp
 from yarl import URL
 
 from registryd.config import Upstream
+from registryd.mirror.service import MIRROR
 from tests.mirror.conftest import (
     ADMIN,
     ADMIN_PASSWORD,
@@ -38,6 +41,16 @@ async def test_bearer_flow_with_credentials_and_token_reuse(
         assert proxy.count_prefix("GET", "/v2/token") == 1
         # The shared config and three layers: each fetched once.
         assert proxy.count_prefix("GET", "/v2/mirroradmin/app/blobs/") == 4
+
+        # Kept until shortly before the expiry the token endpoint stated (expires_in)...
+        client = mirror.app[MIRROR].client(mirror.app[MIRROR].upstreams[NAMESPACE])
+        (token,) = client._tokens.values()  # white box: the clock, not the protocol
+        assert 200 < token.expires_at - time.monotonic() <= 300
+        # ...and renewed once that time has come (the clock moved on by hand).
+        token.expires_at = time.monotonic() - 1
+        await upstream.push("mirroradmin/app", "v3", [b"four"])
+        await pull(mirror, f"{NAMESPACE}/mirroradmin/app", "v3")
+        assert proxy.count_prefix("GET", "/v2/token") == 2
 
         # Without credentials the upstream refuses: a clear 403, not a 5xx or a hang.
         anonymous = await start_mirror(Upstream("anon.test", proxy.url))
