@@ -1,4 +1,2 @@
-"""Access decisions: the facts they need, cached per process.
-
-The decision itself is still ``registryd.auth.policy``.
-"""
+"""Access decisions: the pure decision (``decision``, ``images``: no HTTP, no SQL) and the
+facts it needs, cached per process (``facts``)."""

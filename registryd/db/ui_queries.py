@@ -1,7 +1,7 @@
 """Read models of the web UI: one query per page part, each answering a whole page at once.
 
-Visibility is part of every listing query (the same rule as ``policy.may`` for reads),
-so a row the viewer may not read never leaves the database.
+Visibility is part of every listing query (the same rule for reads as
+``access.decision.account_may``), so a row the viewer may not read never leaves the database.
 """
 
 from __future__ import annotations

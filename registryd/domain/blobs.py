@@ -8,13 +8,12 @@ is refused while a manifest of the repository refers to the blob.
 
 from __future__ import annotations
 
-from registryd.db import blob_queries, reference_queries, repository_queries
+from registryd.db import blob_queries, gc_holds, reference_queries, repository_queries
 from registryd.db.repository_queries import RepositoryRow
 from registryd.digest import Digest
 from registryd.domain import repositories
 from registryd.domain.services import Services
 from registryd.errors import BlobUnknown, StillReferenced
-from registryd.gc import hooks as gc_hooks
 from registryd.names import RepositoryName
 from registryd.storage.base import OpenBlob
 
@@ -88,9 +87,9 @@ async def mount_blob(
     if size is None or await svc.storage.stat(digest) is None:
         return False
     async with svc.pool.acquire() as conn, conn.transaction():
-        # Held until the link commits; collected meanwhile: nothing to mount (gc/hooks.py).
-        if not await gc_hooks.hold_existing_blob(conn, digest):
+        # Held until the link commits; collected meanwhile: nothing to mount (db/gc_holds.py).
+        if not await gc_holds.hold_existing_blob(conn, digest):
             return False
         repo = await repository_queries.ensure_repository(conn, name)
-        await gc_hooks.link_blob(conn, repo.repository_id, digest)
+        await gc_holds.link_blob(conn, repo.repository_id, digest)
     return True

@@ -13,7 +13,7 @@ from typing import Any
 
 from registryd import jsonbody
 from registryd.access.images import ImageAccess
-from registryd.db import v1_image_queries
+from registryd.db import gc_holds, v1_image_queries
 from registryd.db.conn import Conn
 from registryd.db.v1_image_queries import ImageRow
 from registryd.digest import Sha256, payload_checksum_hasher
@@ -37,7 +37,6 @@ from registryd.errors import (
     ParentUnknown,
     TarsumUnverifiable,
 )
-from registryd.gc import hooks as gc_hooks
 from registryd.names import ImageId, parse_image_id
 from registryd.storage.base import BlobWriter, OpenBlob
 
@@ -81,7 +80,7 @@ async def _ancestry(
         return [image_id]
     # Held until the child's row is in, so garbage collection cannot take the parent
     # between this check and the insert (which would fail on the foreign key).
-    held = await gc_hooks.hold_v1_image(conn, parent_id)
+    held = await gc_holds.hold_v1_image(conn, parent_id)
     parent = await v1_image_queries.fetch_image(conn, parent_id) if held else None
     if parent is None or not await may_reuse(conn, access, parent_id):
         raise ParentUnknown()
@@ -142,7 +141,7 @@ async def put_image_layer(
             await writer.write(chunk)
         # Commit and attach are one unit (domain/commits.py): a client that goes away
         # or a drain cannot leave a stored blob that no image points to. The commit
-        # takes the blob's row before it places the bytes (gc/hooks.py), and the
+        # takes the blob's row before it places the bytes (db/gc_holds.py), and the
         # writer's exit waits for it, so it never discards bytes under it.
         attached = await commits.run_commit(svc, _commit_layer(svc, writer, image, payload))
     if not attached:
@@ -161,7 +160,7 @@ async def _commit_layer(
     """
     digest = writer.digest()
     async with svc.pool.acquire() as conn, conn.transaction():
-        await gc_hooks.hold_blob(conn, digest, writer.size_bytes)
+        await gc_holds.hold_blob(conn, digest, writer.size_bytes)
         await writer.commit(digest)
         return await v1_image_queries.set_image_layer(
             conn,

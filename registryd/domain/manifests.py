@@ -17,7 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from registryd import jsonbody
-from registryd.db import manifest_queries, reference_queries, repository_queries, v2_tag_queries
+from registryd.db import (
+    gc_holds,
+    manifest_queries,
+    reference_queries,
+    repository_queries,
+    v2_tag_queries,
+)
 from registryd.db.conn import Conn
 from registryd.db.manifest_queries import ManifestRow
 from registryd.digest import Digest, digest_of
@@ -31,7 +37,6 @@ from registryd.errors import (
     ManifestUnknown,
     StillReferenced,
 )
-from registryd.gc import hooks as gc_hooks
 from registryd.names import RepositoryName, parse_tag
 
 # Spec end-7: registries SHOULD accept manifests of at least 4 MB.
@@ -184,8 +189,8 @@ async def put_manifest(
     async with svc.pool.acquire() as conn, conn.transaction():
         repo = await repository_queries.ensure_repository(conn, name)
         # Hold what the manifest refers to until it commits, so that garbage
-        # collection cannot remove it after the check below (gc/hooks.py).
-        await gc_hooks.hold_manifest_inputs(
+        # collection cannot remove it after the check below (db/gc_holds.py).
+        await gc_holds.hold_manifest_inputs(
             conn, repo.repository_id, digest, parsed.blobs, parsed.children
         )
         # Locked FOR SHARE until commit: a concurrent delete of one of them waits for us,

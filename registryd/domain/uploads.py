@@ -30,7 +30,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from registryd.db import repository_queries, upload_queries
+from registryd.db import gc_holds, repository_queries, upload_queries
 from registryd.db.upload_queries import ClaimedSession
 from registryd.digest import Digest, Hasher
 from registryd.domain import commits
@@ -45,7 +45,6 @@ from registryd.errors import (
     UploadRangeInvalid,
     UploadUnknown,
 )
-from registryd.gc import hooks as gc_hooks
 from registryd.names import RepositoryName
 
 log = logging.getLogger(__name__)
@@ -335,10 +334,10 @@ async def _commit_session(
     async with svc.pool.acquire() as conn, conn.transaction():
         # The blob's row exists before its bytes are placed (a failure here leaves
         # no blob without a row) and is held until the link commits, so garbage
-        # collection cannot remove either (gc/hooks.py).
-        await gc_hooks.hold_blob(conn, digest, size)
+        # collection cannot remove either (db/gc_holds.py).
+        await gc_holds.hold_blob(conn, digest, size)
         await svc.storage.commit_upload(claim.upload_id, claim.file_token, size, digest, hasher)
-        await gc_hooks.link_blob(conn, claim.repository_id, digest)
+        await gc_holds.link_blob(conn, claim.repository_id, digest)
         await upload_queries.delete_upload(conn, claim.upload_id)
 
 

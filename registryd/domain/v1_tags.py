@@ -9,7 +9,7 @@ from typing import Any
 
 from registryd import jsonbody
 from registryd.access.images import ImageAccess
-from registryd.db import repository_queries, v1_image_queries, v1_tag_queries
+from registryd.db import gc_holds, repository_queries, v1_image_queries, v1_tag_queries
 from registryd.domain.image_holders import may_reuse
 from registryd.domain.services import Services
 from registryd.errors import (
@@ -21,7 +21,6 @@ from registryd.errors import (
     TagBodyInvalid,
     TagUnknown,
 )
-from registryd.gc import hooks as gc_hooks
 from registryd.names import ImageId, RepositoryName, parse_image_id
 
 # docker's User-Agent: "docker/1.9.1 go/go1.4.3 git-commit/a34a1d5 kernel/4.1 os/linux arch/amd64"
@@ -92,7 +91,7 @@ async def put_tag(
     async with svc.pool.acquire() as conn, conn.transaction():
         # Held until the tag is in: garbage collection either deleted the image first
         # (then it is unknown here) or leaves it alone.
-        held = await gc_hooks.hold_v1_image(conn, image_id)
+        held = await gc_holds.hold_v1_image(conn, image_id)
         image = await v1_image_queries.fetch_image(conn, image_id) if held else None
         if image is None:
             raise ImageUnknown()

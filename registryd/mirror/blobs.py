@@ -32,10 +32,9 @@ import asyncpg
 from aiohttp import web
 from aiohttp.http_writer import StreamWriter
 
-from registryd.db import blob_queries, mirror_queries, repository_queries
+from registryd.db import blob_queries, gc_holds, mirror_queries, repository_queries
 from registryd.digest import Digest
 from registryd.errors import BlobUnknown, DigestMismatch
-from registryd.gc import hooks as gc_hooks
 from registryd.http import sendfile
 from registryd.http.streaming import (
     READ_CHUNK_BYTES,
@@ -184,10 +183,10 @@ async def _open_stored(mirror: Mirror, digest: Digest) -> OpenBlob | None:
 async def _link(mirror: Mirror, name: RepositoryName, digest: Digest) -> bool:
     """Link a stored blob into the mirrored repository; False if it was collected meanwhile."""
     async with mirror.svc.pool.acquire() as conn, conn.transaction():
-        if not await gc_hooks.hold_existing_blob(conn, digest):
+        if not await gc_holds.hold_existing_blob(conn, digest):
             return False
         repo = await repository_queries.ensure_repository(conn, name)
-        await gc_hooks.link_blob(conn, repo.repository_id, digest)
+        await gc_holds.link_blob(conn, repo.repository_id, digest)
     return True
 
 
@@ -425,12 +424,12 @@ async def _fetch(mirror: Mirror, download: Download, lock: asyncpg.Connection | 
 
         try:
             async with mirror.svc.pool.acquire() as conn, conn.transaction():
-                # As every writer does (gc/hooks.py): the blob's row exists and is held
+                # As every writer does (db/gc_holds.py): the blob's row exists and is held
                 # before the file is placed, until the repository links it.
-                await gc_hooks.hold_blob(conn, digest, download.received)
+                await gc_holds.hold_blob(conn, digest, download.received)
                 await writer.commit(digest)
                 repo = await repository_queries.ensure_repository(conn, target.local)
-                await gc_hooks.link_blob(conn, repo.repository_id, digest)
+                await gc_holds.link_blob(conn, repo.repository_id, digest)
         except DigestMismatch as exc:
             raise UpstreamInvalid(name, f"blob digest is {exc.actual}, not {digest}") from None
     download.size = download.received

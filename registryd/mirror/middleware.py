@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from registryd.auth.policy import Action
+from registryd.access.decision import Action
 from registryd.db import repository_queries
 from registryd.digest import Digest
 from registryd.domain.manifests import parse_reference

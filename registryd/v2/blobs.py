@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from registryd.auth.policy import Action
+from registryd.access.decision import Action
 from registryd.domain import blobs, repositories
 from registryd.http.streaming import send_blob
 from registryd.keys import SERVICES

@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 from multidict import CIMultiDict
 
-from registryd.auth.policy import Action
+from registryd.access.decision import Action
 from registryd.domain import manifests, repositories
 from registryd.errors import DigestInvalid, ManifestUnknown, TagNameInvalid
 from registryd.http.streaming import read_body

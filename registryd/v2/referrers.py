@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from registryd.auth.policy import Action
+from registryd.access.decision import Action
 from registryd.domain import referrers
 from registryd.domain.manifests import OCI_INDEX
 from registryd.errors import RequestInvalid

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from registryd.auth.policy import Action, may_list
+from registryd.access.decision import Action, may_list
 from registryd.db.repository_queries import RepositoryRow
 from registryd.domain import catalog, v2_tags
 from registryd.domain.v2_paging import Page, parse_page_size

@@ -13,8 +13,8 @@ import re
 
 from aiohttp import web
 
+from registryd.access.decision import Action
 from registryd.auth.credentials import CALLER
-from registryd.auth.policy import Action
 from registryd.digest import Digest
 from registryd.domain import blobs, uploads
 from registryd.errors import AuthChallenge, ContentRangeInvalid, DigestInvalid

@@ -14,9 +14,9 @@ import dataclasses
 import asyncpg
 
 from registryd.config import Settings
+from registryd.db import gc_holds
 from registryd.digest import Digest
 from registryd.domain.services import Services
-from registryd.gc import hooks as gc_hooks
 from registryd.gc.collector import Collector
 from registryd.gc.report import Report
 from tests.conftest import Client
@@ -191,7 +191,7 @@ async def test_a_blob_a_writer_holds_is_skipped_and_reviewed_again(
     await garbage_blob(client, db)
     async with svc.pool.acquire() as conn, conn.transaction():
         # What a mount does between its check and its link.
-        assert await gc_hooks.hold_existing_blob(conn, Digest.parse(DIGEST))
+        assert await gc_holds.hold_existing_blob(conn, Digest.parse(DIGEST))
         report = await collect(svc, grace=GRACE)
         assert report.blobs == []
         assert report.finished  # postponed, not due again yet

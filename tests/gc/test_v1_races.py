@@ -14,8 +14,8 @@ import json
 
 import asyncpg
 
+from registryd.db import gc_holds
 from registryd.domain.services import Services
-from registryd.gc import hooks as gc_hooks
 from registryd.names import parse_image_id
 from tests.conftest import Client
 from tests.gc.conftest import age_everything, collect
@@ -92,7 +92,7 @@ async def test_an_image_a_writer_holds_is_skipped_and_lives_through_its_new_refe
     v1 = await old_lonely_parent(client, db)
     async with svc.pool.acquire() as conn, conn.transaction():
         # What a child's JSON PUT or a tag PUT does between its check and its insert.
-        assert await gc_hooks.hold_v1_image(conn, parse_image_id(PARENT.image_id))
+        assert await gc_holds.hold_v1_image(conn, parse_image_id(PARENT.image_id))
         report = await collect(svc, grace=GRACE)
         assert report.v1_images == []
         assert report.finished  # postponed, not due again yet
@@ -109,7 +109,7 @@ async def test_a_held_image_that_is_then_tagged_stays(
 ) -> None:
     v1 = await old_lonely_parent(client, db)
     async with svc.pool.acquire() as conn, conn.transaction():
-        assert await gc_hooks.hold_v1_image(conn, parse_image_id(PARENT.image_id))
+        assert await gc_holds.hold_v1_image(conn, parse_image_id(PARENT.image_id))
         assert (await collect(svc, grace=GRACE)).v1_images == []
     status, body, _ = await v1.call(
         "PUT", "/v1/repositories/alice/app/tags/latest", data=json.dumps(PARENT.image_id)

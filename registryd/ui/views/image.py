@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from registryd.auth.policy import Action
+from registryd.access.decision import Action
 from registryd.db import blob_queries, manifest_queries, ui_queries
 from registryd.digest import Digest
 from registryd.domain.manifests import INDEX_TYPES

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from registryd.auth.policy import Action
+from registryd.access.decision import Action
 from registryd.db import ui_queries
 from registryd.db.ui_queries import RepositoryHeader
 from registryd.digest import Digest
