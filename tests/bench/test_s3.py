@@ -5,9 +5,7 @@ section (distribution against a real moto server)."""
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -21,8 +19,8 @@ from bench.loadgen import Connection, HttpError, RunResult
 from bench.report import Point
 from bench.targets import Server, find_binary
 from registryd.config import resolve, setting_names
+from tests.support.bench_run import run_bench
 
-REPO = Path(__file__).resolve().parents[2]
 MiB = 1024 * 1024
 needs_moto = pytest.mark.skipif(not moto.available(), reason="moto[server] is not installed")
 needs_distribution = pytest.mark.skipif(
@@ -281,17 +279,8 @@ async def test_distribution_on_moto_redirects_and_the_client_follows(tmp_path: P
 
 
 def _run_section(out: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRYD_")}
     argv = ["--smoke", "--no-install", "--sections", "s3", "--targets", "registryd,distribution"]
-    return subprocess.run(
-        [sys.executable, "-m", "bench", *argv, "--out", str(out)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=110,
-        check=False,
-    )
+    return run_bench([*argv, "--out", str(out)])
 
 
 @needs_moto

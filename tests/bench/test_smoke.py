@@ -3,41 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from bench.__main__ import SECTIONS, main
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.bench_run import run_bench
 
 
 def _run_bench(out: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRYD_")}
-    return subprocess.run(
+    # Every section but s3, which has its own smoke run (tests/bench/test_s3.py).
+    sections = ",".join(name for name in SECTIONS if name != "s3")
+    return run_bench(
         [
-            sys.executable,
-            "-m",
-            "bench",
             "--smoke",
             "--no-install",
             "--targets",
             "registryd",
-            # Every section but s3, which has its own smoke run (tests/bench/test_s3.py).
             "--sections",
-            ",".join(name for name in SECTIONS if name != "s3"),
+            sections,
             "--out",
             str(out),
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=110,
-        check=False,
+        ]
     )
 
 
