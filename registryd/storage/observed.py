@@ -10,11 +10,13 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Generic, Protocol, Self, TypeVar
 
 from registryd.digest import Digest, Hasher, Sha256
 from registryd.errors import StorageFull, StorageUnavailable
 from registryd.storage.base import Backend, BlobWriter, OpenBlob, TempFile, UploadAppender
+
+_Inner = TypeVar("_Inner", bound=BlobWriter | UploadAppender)
 
 
 class _Gauge(Protocol):
@@ -50,25 +52,46 @@ def _counting_errors(metrics: StorageMetrics, operation: str) -> Iterator[None]:
         raise
 
 
-class ObservedWriter:
-    def __init__(self, inner: BlobWriter, metrics: StorageMetrics) -> None:
-        self._inner = inner
+class _CountedUpload(Generic[_Inner]):
+    """A writer or appender counted as an upload in progress for as long as it is open,
+    its write errors counted by operation."""
+
+    def __init__(self, inner: _Inner, metrics: StorageMetrics) -> None:
+        self._inner: _Inner = inner
         self._metrics = metrics
 
     @property
     def size_bytes(self) -> int:
         return self._inner.size_bytes
 
+    async def write(self, data: bytes | memoryview) -> None:
+        with _counting_errors(self._metrics, "write"):
+            await self._inner.write(data)
+
+    async def __aenter__(self) -> Self:
+        self._metrics.uploads_in_progress.inc()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            with _counting_errors(self._metrics, "cancel"):
+                await self._inner.__aexit__(exc_type, exc, tb)
+        finally:
+            self._metrics.uploads_in_progress.dec()
+
+
+class ObservedWriter(_CountedUpload[BlobWriter]):
     @property
     def temp_path(self) -> Path | None:
         return self._inner.temp_path
 
     def digest(self) -> Digest:
         return self._inner.digest()
-
-    async def write(self, data: bytes | memoryview) -> None:
-        with _counting_errors(self._metrics, "write"):
-            await self._inner.write(data)
 
     async def commit(
         self,
@@ -83,57 +106,13 @@ class ObservedWriter:
         with _counting_errors(self._metrics, "cancel"):
             await self._inner.cancel()
 
-    async def __aenter__(self) -> Self:
-        self._metrics.uploads_in_progress.inc()
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            with _counting_errors(self._metrics, "cancel"):
-                await self._inner.__aexit__(exc_type, exc, tb)
-        finally:
-            self._metrics.uploads_in_progress.dec()
-
-
-class ObservedAppender:
+class ObservedAppender(_CountedUpload[UploadAppender]):
     """One v2 chunk request's appender, counted."""
-
-    def __init__(self, inner: UploadAppender, metrics: StorageMetrics) -> None:
-        self._inner = inner
-        self._metrics = metrics
-
-    @property
-    def size_bytes(self) -> int:
-        return self._inner.size_bytes
-
-    async def write(self, data: bytes | memoryview) -> None:
-        with _counting_errors(self._metrics, "write"):
-            await self._inner.write(data)
 
     async def finish(self) -> int:
         with _counting_errors(self._metrics, "commit"):
             return await self._inner.finish()
-
-    async def __aenter__(self) -> Self:
-        self._metrics.uploads_in_progress.inc()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            with _counting_errors(self._metrics, "cancel"):
-                await self._inner.__aexit__(exc_type, exc, tb)
-        finally:
-            self._metrics.uploads_in_progress.dec()
 
 
 class ObservedBackend:
