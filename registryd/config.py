@@ -465,6 +465,9 @@ class Settings:
     # Blob files kept open per process and shared by concurrent GETs, so a popular
     # layer is served without opening it again (0: open and close per request).
     open_files: int = 256
+    # Drop a blob's pages from the page cache once it is fsynced (filesystem storage):
+    # pushes do not evict the pulls' hot set, and reused pages are cheaper than new.
+    drop_written_pages: bool = True
     # Bounded waits on PostgreSQL: getting a connection (connecting included) and
     # each statement; beyond them the request is answered 503 with Retry-After.
     db_acquire_timeout_seconds: float = 5.0
@@ -594,6 +597,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "workers": _parse_positive_int,
     "sendfile": _parse_bool,
     "open_files": _parse_non_negative_int,
+    "drop_written_pages": _parse_bool,
     "db_acquire_timeout_seconds": _parse_positive_seconds,
     "db_statement_timeout_seconds": _parse_positive_seconds,
     "password_hash_threads": _parse_positive_int,

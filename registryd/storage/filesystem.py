@@ -78,6 +78,19 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _drop_pages(fd: int, drop: bool) -> None:
+    """Hand a written, fsynced file's pages back to the kernel.
+
+    A push streams bytes that are rarely read again soon by this process, and
+    keeping them evicts the pulls' hot set. Reusing freed pages is also far
+    cheaper than faulting in new ones: on a VM, writing 1 GB into fresh page
+    cache cost 3.5-4 CPU s against 0.35 s when each file's pages were dropped
+    after its fsync (bench/README.md). Clean pages only: call after fsync.
+    """
+    if drop:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+
+
 def _store_at_content_address(root: Path, source: Path, digest: Digest) -> None:
     """Rename a complete, fsynced, verified temp file to the blob's path.
 
@@ -107,8 +120,11 @@ async def _finished(work: asyncio.Future[Any] | None) -> None:
 class FilesystemWriter:
     """A temp file under ``uploads/`` that becomes ``blobs/…`` on commit."""
 
-    def __init__(self, root: Path, tee: Sha256 | None, owner: int = 0) -> None:
+    def __init__(
+        self, root: Path, tee: Sha256 | None, owner: int = 0, *, drop_pages: bool = True
+    ) -> None:
         self._root = root
+        self._drop_pages = drop_pages
         self._tee = tee
         self._hash = Sha256()
         self._path = paths.new_upload_path(root, owner)
@@ -169,6 +185,7 @@ class FilesystemWriter:
         assert self._fd is not None
         digest = hashing.verify(self._hash.digest(), expected)
         os.fsync(self._fd)
+        _drop_pages(self._fd, self._drop_pages)
         os.close(self._fd)
         self._fd = None
         return digest
@@ -243,8 +260,11 @@ class FilesystemWriter:
 class FilesystemAppender:
     """Appends one request's bytes to ``uploads/<key>.part`` at a known offset."""
 
-    def __init__(self, path: Path, fd: int, offset: int, hasher: Hasher | None) -> None:
+    def __init__(
+        self, path: Path, fd: int, offset: int, hasher: Hasher | None, *, drop_pages: bool = True
+    ) -> None:
         self._path = path
+        self._drop_pages = drop_pages
         self._fd: int | None = fd
         self._start = offset
         self._size_bytes = offset
@@ -281,6 +301,7 @@ class FilesystemAppender:
     def _finish_sync(self) -> None:
         assert self._fd is not None
         os.fsync(self._fd)
+        _drop_pages(self._fd, self._drop_pages)
         os.close(self._fd)
         self._fd = None
 
@@ -321,9 +342,10 @@ class FilesystemBackend:
     names of its temp files so that files of a dead process can be told apart.
     """
 
-    def __init__(self, root: Path, open_files: int = 256) -> None:
+    def __init__(self, root: Path, open_files: int = 256, *, drop_pages: bool = True) -> None:
         self.root = root
         self.owner = 0
+        self.drop_pages = drop_pages
         self._open_files = OpenFiles(open_files)
 
     @_no_space
@@ -340,7 +362,7 @@ class FilesystemBackend:
         await asyncio.get_running_loop().run_in_executor(None, self._start_sync)
 
     def writer(self, *, tee: Sha256 | None = None) -> FilesystemWriter:
-        return FilesystemWriter(self.root, tee, self.owner)
+        return FilesystemWriter(self.root, tee, self.owner, drop_pages=self.drop_pages)
 
     def _open_sync(self, digest: Digest) -> tuple[BinaryIO, int]:
         try:
@@ -436,7 +458,7 @@ class FilesystemBackend:
         self, path: Path, fd: int, offset: int, hasher: Hasher | None
     ) -> FilesystemAppender:
         """The appender for an opened session file (a subclass may count its work)."""
-        return FilesystemAppender(path, fd, offset, hasher)
+        return FilesystemAppender(path, fd, offset, hasher, drop_pages=self.drop_pages)
 
     def _append_upload_sync(
         self, upload_key: str, generation: str | None, offset: int, hasher: Hasher | None
@@ -486,6 +508,7 @@ class FilesystemBackend:
                 # write past them, into the old file, which no one will commit.
                 shutil.copyfileobj(_Prefix(src, size_bytes), dst, hashing.REHASH_CHUNK_BYTES)
                 os.fsync(dst.fileno())
+                _drop_pages(dst.fileno(), self.drop_pages)
             temp.replace(new)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
@@ -529,6 +552,7 @@ class FilesystemBackend:
                     hasher.update(chunk)
             hashing.verify(hasher.digest(), expected)
             os.fsync(file.fileno())
+            _drop_pages(file.fileno(), self.drop_pages)
         return path
 
     async def _commit_upload_steps(

@@ -24,5 +24,7 @@ def backend_from_settings(settings: Settings, *, open_files: int | None = None) 
     from registryd.storage.filesystem import FilesystemBackend
 
     return FilesystemBackend(
-        settings.storage_root, settings.open_files if open_files is None else open_files
+        settings.storage_root,
+        settings.open_files if open_files is None else open_files,
+        drop_pages=settings.drop_written_pages,
     )
