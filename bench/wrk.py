@@ -30,6 +30,9 @@ from pathlib import Path
 from bench.loadgen import RunResult
 from bench.targets import find_binary
 
+# Bodies this large are counted by the bytes read, not by whole responses.
+LARGE_BODY_BYTES = 1024 * 1024
+
 _DONE = """
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -81,7 +84,9 @@ def parse(stdout: str, load: WrkLoad) -> RunResult:
     if line is None:
         raise RuntimeError(f"wrk printed no result:\n{stdout[-2000:]}")
     fields = [int(float(x)) for x in line.split()[1:]]
-    requests, _, duration_us, connect, read, write, status, timeout, p50_us, p99_us = fields
+    requests, bytes_read, duration_us, connect, read, write, status, timeout, p50_us, p99_us = (
+        fields
+    )
     result = RunResult(seconds=duration_us / 1e6)
     errors = {"connect": connect, "read": read, "write": write, "timeout": timeout}
     errors["HTTP status >= 400"] = status
@@ -93,6 +98,11 @@ def parse(stdout: str, load: WrkLoad) -> RunResult:
     result.requests = max(0, requests - status)
     mean_body = sum(load.body_bytes) / len(load.body_bytes)
     result.body_bytes = round(result.requests * mean_body)
+    if mean_body >= LARGE_BODY_BYTES:
+        # Every byte read, bodies still in flight included: with 128 MiB at c = 256
+        # (32 GiB in flight) a run ends before most responses do, and counting only
+        # whole responses measured nothing. Heads are < 0.1% of such bodies.
+        result.body_bytes = max(result.body_bytes, bytes_read)
     result.percentiles = (p50_us / 1e6, p99_us / 1e6)
     return result
 

@@ -3,6 +3,7 @@ CPU and latency come back in the RunResult the report reads."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from pathlib import Path
 
@@ -74,3 +75,28 @@ def test_lua_script_quotes_paths_and_headers() -> None:
 def test_a_run_without_a_result_line_is_an_error() -> None:
     with pytest.raises(RuntimeError, match="no result"):
         wrk.parse("unable to connect to 127.0.0.1:1 Connection refused\n", WrkLoad(["/"], [1]))
+
+
+async def test_large_bodies_in_flight_count_by_the_bytes_read(
+    aiohttp_server: AiohttpServer, tmp_path: Path
+) -> None:
+    """A run shorter than one response (128 MiB at c = 256) still measures throughput."""
+    size, chunk = wrk.LARGE_BODY_BYTES * 4, b"s" * 65536
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Length": str(size)})
+        await response.prepare(request)
+        for _ in range(size // len(chunk)):
+            await response.write(chunk)
+            await asyncio.sleep(0.05)  # 4 MiB take ~3 s; the run lasts 0.5 s
+        return response
+
+    app = web.Application()
+    app.router.add_get("/slow", slow)
+    server = await aiohttp_server(app)
+    assert server.port is not None
+    result = (
+        await wrk.run("127.0.0.1", server.port, WrkLoad(["/slow"], [size]), 1, 0.5, tmp_path, None)
+    ).result
+    assert result.requests == 0
+    assert 65536 <= result.body_bytes < size
