@@ -9,6 +9,7 @@ setting where it was given (file key, variable or flag), and start-up stops ther
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import tomllib
@@ -21,6 +22,8 @@ from urllib.parse import urlsplit
 ENV_PREFIX = "REGISTRYD_"
 # Names the TOML file; not a setting itself.
 CONFIG_FILE_VAR = ENV_PREFIX + "CONFIG"
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _SIZE_UNITS = {
     "": 1,
@@ -245,6 +248,18 @@ def _parse_bool(text: str) -> bool:
     if value in ("0", "false", "no", "off"):
         return False
     raise ValueError("must be true or false")
+
+
+def _parse_networks(text: str) -> tuple[IPNetwork, ...]:
+    """``"10.0.0.0/8, 127.0.0.1"`` -> networks (a bare address is a /32 or /128)."""
+    networks = []
+    for item in text.split(","):
+        if item := item.strip():
+            try:
+                networks.append(ipaddress.ip_network(item, strict=True))
+            except ValueError as exc:
+                raise ValueError(f"{item!r} is not an address or network: {exc}") from None
+    return tuple(networks)
 
 
 def _parse_log_level(text: str) -> str:
@@ -478,6 +493,8 @@ class Settings:
     password_hash_queue: int = 16
     # Failed logins within the window, per client address and per account, before 429.
     login_failures_per_address: int = 20
+    # Reverse proxies whose X-Forwarded-For is believed (registryd/http/client_address.py).
+    trusted_proxies: tuple[IPNetwork, ...] = ()
     login_failures_per_account: int = 10
     login_failure_window_seconds: float = 60.0
     # Slow clients: the whole request head must arrive within header_timeout_seconds,
@@ -603,6 +620,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "password_hash_threads": _parse_positive_int,
     "password_hash_queue": _parse_positive_int,
     "login_failures_per_address": _parse_non_negative_int,
+    "trusted_proxies": _parse_networks,
     "login_failures_per_account": _parse_non_negative_int,
     "login_failure_window_seconds": _parse_positive_seconds,
     "header_timeout_seconds": _parse_seconds,

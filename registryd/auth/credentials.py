@@ -15,6 +15,7 @@ from registryd.auth.tokens import parse_token_header, verify_token
 from registryd.domain import users
 from registryd.domain.services import Services
 from registryd.errors import RequestInvalid, Unauthenticated
+from registryd.http.client_address import client_address
 
 CALLER = web.RequestKey("caller", Caller)
 
@@ -45,7 +46,7 @@ async def login(request: web.Request, svc: Services, username: str, password: st
     throttle = request.config_dict.get(LOGIN_THROTTLE)
     if throttle is None:
         return await users.authenticate(svc, username, password)
-    address = request.remote or ""
+    address = client_address(request, svc.settings.trusted_proxies)
     try:
         return await users.authenticate(
             svc, username, password, lambda: throttle.check(address, username)

@@ -15,8 +15,9 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler
 
+from registryd.http.client_address import client_address
 from registryd.http.middleware import REQUEST_ID, ensure_request_id
-from registryd.keys import LIFECYCLE, METRICS, REPOSITORY, USER
+from registryd.keys import LIFECYCLE, METRICS, REPOSITORY, SETTINGS, USER
 
 log = logging.getLogger("registryd.access")
 
@@ -106,7 +107,9 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
                         "duration_ms": round(duration * 1000, 3),
                         "user": request.get(USER),
                         "repository": repository_of(request),
-                        "remote": request.remote,
+                        "remote": client_address(
+                            request, request.config_dict[SETTINGS].trusted_proxies
+                        ),
                         "cancelled_by_drain": cancelled_by_drain or None,
                     }
                 },
