@@ -209,6 +209,8 @@ def test_configuration_is_valid_for_registryd(rendered: list[Resource]) -> None:
     # The pod is given the time the drain may take before it is killed.
     grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     assert grace > settings.drain_delay_seconds + settings.drain_timeout_seconds + 10
+    # Behind the ingress, clients are told apart by the X-Forwarded-For it appends.
+    assert settings.trusted_proxies
     # Readiness answers before the kubelet gives up on it.
     assert server["readinessProbe"]["timeoutSeconds"] > settings.readiness_timeout_seconds
 
