@@ -44,11 +44,12 @@ async def open_blob(svc: Services, name: RepositoryName, digest: Digest) -> Open
 
 async def blob_redirect(
     svc: Services, name: RepositoryName, digest: Digest, expires_seconds: int
-) -> str | None:
-    """A short-lived URL of a blob the repository holds, if the storage offers one
-    (None: serve it here); raise BlobUnknown."""
-    await blob_size(svc, name, digest)
-    return await svc.storage.redirect_url(digest, expires_seconds)
+) -> tuple[str, int] | None:
+    """A short-lived URL of a blob the repository holds and the blob's size, if the
+    storage offers one (None: serve it here); raise BlobUnknown."""
+    size = await blob_size(svc, name, digest)
+    url = await svc.storage.redirect_url(digest, expires_seconds)
+    return None if url is None else (url, size)
 
 
 async def delete_blob(svc: Services, name: RepositoryName, digest: Digest) -> None:

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from registryd.access.decision import Action
 from registryd.domain import blobs, repositories
-from registryd.http.streaming import send_blob
+from registryd.http.streaming import RangeNotSatisfiable, parse_range, send_blob
 from registryd.keys import SERVICES
 from registryd.v2.access import authorize
 from registryd.v2.url_grammar import path_digest, repository_name
@@ -20,11 +20,14 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
     digest = path_digest(request)
     await authorize(request, Action.READ, name)
     svc = request.config_dict[SERVICES]
-    if request.method == "GET" and (
-        url := await blobs.blob_redirect(svc, name, digest, REDIRECT_SECONDS)
+    if (
+        request.method == "GET"
+        and (redirect := await blobs.blob_redirect(svc, name, digest, REDIRECT_SECONDS))
+        and _satisfiable(request, redirect[1])
     ):
         # The client reads from the object store (Range included), as distribution's
         # redirects do; the access check above ran first. A HEAD never redirects.
+        url = redirect[0]
         return web.Response(
             status=307,
             headers={
@@ -46,6 +49,16 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
     return await send_blob(
         request, blob, headers, zero_copy=request.config_dict[SERVICES].settings.sendfile
     )
+
+
+def _satisfiable(request: web.Request, size: int) -> bool:
+    """False for a Range that selects nothing: it is answered 416 here, where a
+    bucket may ignore it (moto and S3 answer "bytes=500-0" with the whole blob)."""
+    try:
+        parse_range(request.headers.get("Range"), size)
+    except RangeNotSatisfiable:
+        return False
+    return True
 
 
 async def delete_blob(request: web.Request) -> web.Response:

@@ -96,6 +96,13 @@ async def test_blob_get_redirects_or_streams_with_ranges(
         async with http.head(url, allow_redirects=False) as head:
             assert head.status == 200
             assert head.headers["Content-Length"] == str(len(layer.data))
+        # A Range that selects nothing is 416 from the registry, never a redirect to a
+        # bucket that ignores it and sends the whole blob (moto and S3 do).
+        for unsatisfiable in ("bytes=500-0", f"bytes={len(layer.data)}-"):
+            headers = {"Range": unsatisfiable}
+            async with http.get(url, headers=headers, allow_redirects=False) as nothing:
+                assert nothing.status == 416
+                assert nothing.headers["Content-Range"] == f"bytes */{len(layer.data)}"
         # A blob the repository does not hold is 404 before any redirect.
         async with http.get(
             f"/v2/bob/other/blobs/{layer.digest}", allow_redirects=False
