@@ -14,7 +14,9 @@ download; it announces its temp file in ``mirror_downloads`` once the first
 bytes are in, and the other processes' download tasks follow that file as it
 grows (polling its size; the store is one filesystem), so their clients stream
 too. Where the file cannot be seen (another host), they wait for the lock and
-serve the stored blob.
+serve the stored blob. Where nothing local grows at all (the s3 store), each
+request streams from the upstream itself while the download stores the blob
+once (see ``_pass_through``).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from aiohttp import web
 from aiohttp.http_writer import StreamWriter
 
 from registryd.db import blob_queries, gc_holds, mirror_queries, repository_queries
-from registryd.digest import Digest
+from registryd.digest import Digest, Hasher
 from registryd.errors import BlobUnknown, DigestMismatch
 from registryd.http import sendfile
 from registryd.http.streaming import (
@@ -142,17 +144,9 @@ async def _get_blob(
                     request, held, _headers(digest), zero_copy=svc.settings.sendfile
                 )
             await held.close()  # collected meanwhile: fetch it again
-    if request.method == "HEAD" and download is None:
+    if request.method == "HEAD" and (download is None or not svc.storage.follows_writes):
         # A HEAD does not start a download: the upstream's answer is enough.
-        length = await _confirm_upstream(mirror, target, digest)
-        headers = {**_headers(digest), "Accept-Ranges": "bytes"}
-        response = web.StreamResponse(status=200, headers=headers)
-        response.content_type = "application/octet-stream"
-        if length is not None:
-            response.content_length = length
-        await response.prepare(request)
-        await response.write_eof()
-        return response
+        return await _head_from_upstream(request, mirror, target, digest)
     # Looked up again with no await before the start: one download per digest.
     download = mirror.downloads.get(digest)
     if download is None:
@@ -163,6 +157,20 @@ async def _get_blob(
             await _confirm_upstream(mirror, target, digest)
         mirror.metrics.coalesced.labels(name).inc()
     return await _follow(request, mirror, download)
+
+
+async def _head_from_upstream(
+    request: web.Request, mirror: Mirror, target: Target, digest: Digest
+) -> web.StreamResponse:
+    length = await _confirm_upstream(mirror, target, digest)
+    headers = {**_headers(digest), "Accept-Ranges": "bytes"}
+    response = web.StreamResponse(status=200, headers=headers)
+    response.content_type = "application/octet-stream"
+    if length is not None:
+        response.content_length = length
+    await response.prepare(request)
+    await response.write_eof()
+    return response
 
 
 async def _confirm_upstream(mirror: Mirror, target: Target, digest: Digest) -> int | None:
@@ -441,6 +449,12 @@ async def _fetch(mirror: Mirror, download: Download, lock: asyncpg.Connection | 
 async def _follow(request: web.Request, mirror: Mirror, download: Download) -> web.StreamResponse:
     """Answer one request from a download in flight, following the bytes as they land."""
     download.waiters += 1
+    if (
+        not mirror.svc.storage.follows_writes
+        and not download.committed
+        and "Range" not in request.headers
+    ):
+        return await _pass_through(request, mirror, download)
     await download.wait_for(lambda: download.size is not None or download.over)
     if download.error is not None and not download.received:
         _raise(download.error)
@@ -530,6 +544,61 @@ async def _follow(request: web.Request, mirror: Mirror, download: Download) -> w
         return response
     finally:
         await loop.run_in_executor(None, os.close, fd)
+
+
+async def _pass_through(
+    request: web.Request, mirror: Mirror, download: Download
+) -> web.StreamResponse:
+    """Stream the blob from the upstream to this client while the download stores it.
+
+    For a store whose writes cannot be followed (s3: the parts go to the bucket),
+    so that no client waits for a whole download and its commit before its first
+    byte (or times out on a large layer). This costs the upstream one more GET per
+    client during the miss, as distribution's proxy does; the blob is stored once.
+    The bytes are hashed on the way and the last one is sent only if they match
+    the digest; otherwise the connection is cut. A Range waits for the commit.
+    """
+    target, digest = download.target, download.digest
+    name = target.upstream.namespace
+    client = mirror.client(target.upstream)
+    limit = mirror.svc.settings.max_layer_bytes
+    loop = asyncio.get_running_loop()
+    async with client.request("GET", f"/v2/{target.path}/blobs/{digest}", target.path) as resp:
+        client.check(resp, BlobUnknown(str(digest)))
+        size = resp.content_length
+        if size is None:
+            resp.release()  # no length to promise the client: serve the stored copy
+            await download.wait_for(lambda: download.over)
+            return await _after_download(request, mirror, download)
+        if limit and size > limit:
+            raise UpstreamInvalid(name, f"blob larger than max_layer_bytes ({limit})")
+        response = web.StreamResponse(
+            status=200, headers={**_headers(digest), "Accept-Ranges": "bytes"}
+        )
+        response.content_type = "application/octet-stream"
+        response.content_length = size
+        await response.prepare(request)
+        hasher = Hasher(digest.algorithm)
+        received, last_byte = 0, b""
+        try:
+            while chunk := await resp.content.read(_UPSTREAM_READ_BYTES):
+                await loop.run_in_executor(None, hasher.update, chunk)
+                received += len(chunk)
+                mirror.metrics.upstream_bytes.labels(name).inc(len(chunk))
+                if received > size:
+                    break
+                if received == size:  # the last byte waits for the digest's verdict
+                    chunk, last_byte = chunk[:-1], chunk[-1:]
+                await response.write(chunk)
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            _abort(request, target, download)
+            return response
+        if received != size or hasher.digest() != digest:
+            _abort(request, target, download)
+            return response
+        await response.write(last_byte)
+        await response.write_eof()
+        return response
 
 
 async def _after_download(

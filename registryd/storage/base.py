@@ -137,6 +137,9 @@ async def read_bytes(blob: OpenBlob, offset: int, count: int) -> bytes:
 class Backend(Protocol):
     # The key of this process (registryd.db.process_owner), carried by its temp files.
     owner: int
+    # Whether a writer's bytes land in a local file (``temp_path``) as they arrive, which
+    # readers on this host may follow before the commit (the mirror's followers do).
+    follows_writes: bool
 
     async def start(self) -> None:
         """Prepare the store (create directories, private to the server; connect)."""

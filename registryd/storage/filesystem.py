@@ -342,6 +342,8 @@ class FilesystemBackend:
     names of its temp files so that files of a dead process can be told apart.
     """
 
+    follows_writes = True
+
     def __init__(self, root: Path, open_files: int = 256, *, drop_pages: bool = True) -> None:
         self.root = root
         self.owner = 0

@@ -121,6 +121,7 @@ class ObservedBackend:
     def __init__(self, inner: Backend, metrics: StorageMetrics) -> None:
         self.inner = inner
         self._metrics = metrics
+        self.follows_writes = inner.follows_writes
 
     # The owner key lives on the inner backend, which names its temp objects with it.
     @property

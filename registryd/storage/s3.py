@@ -241,6 +241,8 @@ class S3Backend:
     ``endpoint_url`` None: AWS. ``redirect``: offer presigned GET URLs to clients.
     """
 
+    follows_writes = False  # parts go to the bucket: nothing local grows
+
     def __init__(
         self,
         bucket: str,

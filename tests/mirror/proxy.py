@@ -2,8 +2,9 @@
 
 It forwards every request as it came (Host included, so the upstream's token
 realm points back through it), counts what it forwarded, and can fail the way
-networks do: refuse everything (``down``) or cut a blob body after some bytes
-(``cut_blobs_after``). The upstream behind it is always a real registry.
+networks do: refuse everything (``down``), cut a blob body after some bytes
+(``cut_blobs_after``) or damage its last byte (``corrupt_blobs``). The upstream
+behind it is always a real registry.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ class Proxy:
     chunk_delay_seconds: float = 0.0
     # Accept requests and never answer them.
     stall: bool = False
+    # Flip the last byte of every blob body (same length, another digest).
+    corrupt_blobs: bool = False
     # Set once a blob GET has been forwarded.
     blob_get_forwarded: asyncio.Event = field(default_factory=asyncio.Event)
     # When (loop time) the last blob GET's body was sent completely.
@@ -98,7 +101,10 @@ class Proxy:
             await response.prepare(request)
             sent = 0
             cut = self.cut_blobs_after if "/blobs/" in request.path else None
+            corrupt = self.corrupt_blobs and request.method == "GET" and "/blobs/" in request.path
             async for chunk in upstream.content.iter_chunked(64 * 1024):
+                if corrupt and sent + len(chunk) == upstream.content_length:
+                    chunk = chunk[:-1] + bytes([chunk[-1] ^ 0xFF])
                 if cut is not None and sent + len(chunk) > cut:
                     await response.write(chunk[: cut - sent])
                     assert request.transport is not None
