@@ -114,10 +114,13 @@ class Launcher:
                 raise AssertionError(f"server exited {server.proc.returncode}:\n{server.log()}")
             try:
                 with urllib.request.urlopen(server.url + "/v1/_ping", timeout=1) as resp:
-                    if resp.status == 200:
+                    # Ours, not another test's server that took the port first (ours
+                    # then fails to bind): only a process that listens says so.
+                    if resp.status == 200 and "listening on" in server.log():
                         return
             except OSError:
-                time.sleep(0.1)
+                pass
+            time.sleep(0.1)
         raise AssertionError(f"server not ready in {timeout}s:\n{server.log()}")
 
 
