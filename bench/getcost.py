@@ -20,7 +20,7 @@ from bench import v2, wrk
 from bench.__main__ import running
 from bench.loadgen import Connection
 from bench.targets import ADMIN_PASSWORD, ADMIN_USER, Server, start_nginx, start_registryd
-from bench.workloads import MiB, Blob, make_blob, seed_files
+from bench.workloads import Blob, MiB, make_blob, seed_files
 
 
 @dataclass
