@@ -166,6 +166,12 @@ class UnroutedAccessLogger(AbstractAccessLogger):
     handshake on the plain-HTTP port); everything else is logged above.
     """
 
+    @property
+    def enabled(self) -> bool:
+        # Read by aiohttp once per connection: when these lines are not logged, it skips
+        # the call (and the clock read it times it with) on every request.
+        return self.logger.isEnabledFor(logging.INFO)
+
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         if REQUEST_ID in request:
             return
