@@ -1,7 +1,9 @@
 """Server CPU of 1 MiB v2 blob GETs with a Bearer token, registryd next to nginx, via wrk.
 
 The headline pull point of the bench in a minute: every server pinned to CPU 0, wrk
-to CPU 1, ``concurrency`` connections, rounds interleaved across the two servers. The
+to CPU 1, ``concurrency`` connections, rounds interleaved across the servers. A third
+row is the floor of aiohttp: a bare handler sending the same files by the same sendfile
+path (``bench.bare``), without auth, lookups, metrics or middlewares. The
 figure is the server's CPU (its whole process tree, PostgreSQL included) per GB moved
 and per request: it does not depend on the generator, so it compares two servers on
 a machine that is busy with other things better than throughput does.
@@ -19,8 +21,18 @@ from pathlib import Path
 from bench import v2, wrk
 from bench.__main__ import running
 from bench.loadgen import Connection
-from bench.targets import ADMIN_PASSWORD, ADMIN_USER, Server, start_nginx, start_registryd
+from bench.targets import (
+    ADMIN_PASSWORD,
+    ADMIN_USER,
+    Server,
+    start_bare_aiohttp,
+    start_nginx,
+    start_registryd,
+)
 from bench.workloads import Blob, MiB, make_blob, seed_files
+
+# The floor of this GET in aiohttp: the same sendfile path, no auth, lookups or middlewares.
+BARE = "aiohttp handler + registryd's sendfile (bench.bare)"
 
 
 @dataclass
@@ -59,6 +71,7 @@ async def get_cost_table(
     starters: dict[str, Callable[[], Server]] = {
         "registryd": lambda: start_registryd(workdir / "registryd", "0", 1, auth_mode="token"),
         "nginx": lambda: start_nginx(workdir / "nginx", files, "0", 1),
+        BARE: lambda: start_bare_aiohttp(workdir / "aiohttp", "0", files),
     }
     with running(starters) as servers:
         bearer = await _seed_registryd(servers["registryd"], blobs)
@@ -67,6 +80,7 @@ async def get_cost_table(
                 [v2.blob_path(b.digest_hex) for b in blobs], [b.size for b in blobs], bearer
             ),
             "nginx": wrk.WrkLoad([b.path("nginx") for b in blobs], [b.size for b in blobs]),
+            BARE: wrk.WrkLoad([b.path("nginx") for b in blobs], [b.size for b in blobs]),
         }
         measured = {name: CpuPerRequest() for name in servers}
         for _ in range(rounds):
