@@ -2,7 +2,8 @@
 
 ``head`` is the per-request overhead: one-connection HEAD round trips of
 registryd next to a bare aiohttp handler and nginx (``bench/roundtrip.py``).
-The rest of this describes ``push`` and ``pull``.
+``get`` is the server CPU of 1 MiB v2 Bearer GETs driven by wrk, registryd next
+to nginx (``bench/getcost.py``). The rest of this describes ``push`` and ``pull``.
 
 Starts registryd pinned to CPU 0 (the load generator on CPU 1, as in the
 pinned section), runs the load, and reads every thread's user and system CPU
@@ -35,7 +36,7 @@ from pathlib import Path
 
 import uvloop
 
-from bench import io_floor, roundtrip, workloads
+from bench import getcost, io_floor, roundtrip, workloads
 from bench.loadgen import Connection, Operation, run_load
 from bench.targets import Server, start_registryd
 from bench.workloads import MiB, UniqueLayers
@@ -188,12 +189,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
     parser.add_argument(
         "kind",
-        choices=("push", "pull", "head"),
-        help="16 MiB pushes c=8, 16 MiB pulls c=1, or HEAD round trips on one connection",
+        choices=("push", "pull", "head", "get"),
+        help="16 MiB pushes c=8, 16 MiB pulls c=1, HEAD round trips on one connection, "
+        "or 1 MiB Bearer GETs next to nginx",
     )
-    parser.add_argument("--seconds", type=float, default=10, help="push and pull: run time")
+    parser.add_argument(
+        "--seconds", type=float, default=10, help="push and pull: run time; get: per round"
+    )
+    parser.add_argument("--concurrency", type=int, default=64, help="get: wrk connections")
     parser.add_argument("--requests", type=int, default=5000, help="head: per row and round")
-    parser.add_argument("--rounds", type=int, default=3, help="head: interleaved rounds")
+    parser.add_argument("--rounds", type=int, default=3, help="head, get: interleaved rounds")
     args = parser.parse_args(argv)
     if (os.cpu_count() or 1) < 2:
         print("need at least 2 CPUs to pin server and load apart", file=sys.stderr)
@@ -201,6 +206,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="registryd-profile-") as tmp:
         if args.kind == "head":
             table = uvloop.run(roundtrip.head_table(args.requests, args.rounds, Path(tmp)))
+        elif args.kind == "get":
+            table = uvloop.run(
+                getcost.get_cost_table(Path(tmp), args.concurrency, args.seconds, args.rounds)
+            )
         else:
             table = uvloop.run(profile(args.kind, args.seconds, Path(tmp)))
         print(table)

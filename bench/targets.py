@@ -317,12 +317,15 @@ def make_certificate(directory: Path) -> TlsPair:
     return cert, key
 
 
-def start_bare_aiohttp(workdir: Path, cpus: str | None) -> Server:
-    """``bench.bare``: one aiohttp handler on uvloop, the floor registryd is compared with."""
+def start_bare_aiohttp(workdir: Path, cpus: str | None, root: Path | None = None) -> Server:
+    """``bench.bare``: one aiohttp handler on uvloop, the floor registryd is compared with;
+    with ``root``, it also sends the files under ``root/blobs`` as registryd does."""
     port = free_port()
     # By path: the server runs in its own directory, where the bench package is not importable.
     script = Path(__file__).with_name("bare.py")
     argv = [*_pin(cpus), sys.executable, str(script), "--port", str(port)]
+    if root is not None:
+        argv += ["--root", str(root)]
     server = _spawn("aiohttp", workdir, port, argv)
     server.wait_ready("/blob")
     return server

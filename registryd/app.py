@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import asyncpg
 from aiohttp import web
@@ -19,7 +19,7 @@ from registryd.db.process_owner import ProcessOwner
 from registryd.domain import commits, passwords, uploads, users
 from registryd.domain.services import Services
 from registryd.gc.periodic import collect_in_background
-from registryd.http.middleware import add_request_id_header, error_middleware
+from registryd.http.middleware import add_request_id_header
 from registryd.keys import LIFECYCLE, METRICS, SERVICES, SETTINGS
 from registryd.mirror.middleware import mirror_middleware
 from registryd.mirror.service import mirror_context
@@ -144,28 +144,6 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         await storage.close()
 
 
-_READS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-@web.middleware
-async def forget_access_facts_after_writes(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Empty this process's access cache once any write has run, before its answer goes out.
-
-    Other processes learn of the change by NOTIFY within milliseconds; the writer's own
-    next request (a client that made a repository private and reads it at once) must
-    not even have that window.
-    """
-    try:
-        return await handler(request)
-    finally:
-        if request.method not in _READS and SERVICES in request.config_dict:
-            access = request.config_dict[SERVICES].access
-            if access is not None:
-                access.invalidate()
-
-
 def create_app(settings: Settings) -> web.Application:
     """Build the application; ``settings.database_url`` must point at a migrated database.
 
@@ -175,11 +153,7 @@ def create_app(settings: Settings) -> web.Application:
     (``{"error": ...}``), as the original registry did.
     """
     app = web.Application(
-        middlewares=[
-            observe_middleware,
-            error_middleware(v1_errors.render, v1_errors.render_internal),
-            forget_access_facts_after_writes,
-        ],
+        middlewares=[observe_middleware(v1_errors.render, v1_errors.render_internal)],
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics(settings.metrics_dir)
@@ -192,7 +166,9 @@ def create_app(settings: Settings) -> web.Application:
     ops_routes.add_routes(app)
     app.router.add_get("/_ping", get_ping)  # v1 spec §5.1: docker asks the root too
     app.add_subapp(v1_routes.PREFIX, v1_routes.create_app())
-    app.add_subapp(v2_routes.PREFIX, v2_routes.create_app([mirror_middleware]))
+    # The mirror's hook only where upstreams are set: one middleware less per v2 request.
+    mirror_hook = [mirror_middleware] if settings.upstreams else []
+    app.add_subapp(v2_routes.PREFIX, v2_routes.create_app(mirror_hook))
     app.cleanup_ctx.append(v2_routes.expire_uploads_periodically)
     app.cleanup_ctx.append(mirror_context)
     mount_ui(app)

@@ -36,20 +36,18 @@ async def blob_size(svc: Services, name: RepositoryName, digest: Digest) -> int:
     return size
 
 
-async def open_blob(svc: Services, name: RepositoryName, digest: Digest) -> OpenBlob:
-    """Open a blob of the repository for reading; raise BlobUnknown."""
+async def open_or_redirect(
+    svc: Services, name: RepositoryName, digest: Digest, redirect_seconds: int | None
+) -> OpenBlob | str:
+    """A blob of the repository: a URL of it valid for ``redirect_seconds`` if given and
+    the storage offers one (None: serve it here), else the blob opened for reading;
+    raise BlobUnknown. The repository's hold on it is looked up once for both."""
     await blob_size(svc, name, digest)
+    if redirect_seconds is not None:
+        url = await svc.storage.redirect_url(digest, redirect_seconds)
+        if url is not None:
+            return url
     return await svc.storage.open(digest)
-
-
-async def blob_redirect(
-    svc: Services, name: RepositoryName, digest: Digest, expires_seconds: int
-) -> tuple[str, int] | None:
-    """A short-lived URL of a blob the repository holds and the blob's size, if the
-    storage offers one (None: serve it here); raise BlobUnknown."""
-    size = await blob_size(svc, name, digest)
-    url = await svc.storage.redirect_url(digest, expires_seconds)
-    return None if url is None else (url, size)
 
 
 async def delete_blob(svc: Services, name: RepositoryName, digest: Digest) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import re
 import secrets
 from collections.abc import Awaitable, Callable
@@ -37,11 +39,42 @@ def request_id(request: web.Request) -> str:
     return request[REQUEST_ID]
 
 
+class _RequestIds:
+    """16 hex digits: a random 32-bit prefix per process, then a counter.
+
+    Unique within the process and (but for a 1 in 2**32 chance per pair of
+    processes) across processes, without a ``getrandom`` call per request. A fork
+    takes a new prefix, or every worker would count through the same ids; so does
+    a counter that wraps.
+    """
+
+    def __init__(self) -> None:
+        self._reseed()
+        os.register_at_fork(after_in_child=self._reseed)
+
+    def _reseed(self) -> None:
+        self._prefix = secrets.token_hex(4)
+        self._counter = itertools.count()
+
+    def next(self) -> str:
+        n = next(self._counter)
+        if n > 0xFFFFFFFF:
+            self._reseed()
+            n = next(self._counter)
+        return f"{self._prefix}{n:08x}"
+
+
+_REQUEST_IDS = _RequestIds()
+
+
 def ensure_request_id(request: web.Request) -> str:
     """The request's id: kept from a well-formed ``X-Request-Id`` header, else generated."""
     if (rid := request.get(REQUEST_ID)) is None:
-        incoming = request.headers.get(REQUEST_ID_HEADER, "")
-        rid = incoming if _REQUEST_ID_RE.fullmatch(incoming) else secrets.token_hex(8)
+        incoming = request.headers.get(REQUEST_ID_HEADER)
+        if incoming is not None and _REQUEST_ID_RE.fullmatch(incoming):
+            rid = incoming
+        else:
+            rid = _REQUEST_IDS.next()
         request[REQUEST_ID] = rid
     return rid
 
@@ -60,43 +93,63 @@ def error_middleware(render: ErrorRenderer, render_internal: InternalErrorRender
     id, by ``render_internal``, its traceback logged once.
     """
 
-    def rendered(
-        request: web.Request, rid: str, exc: RegistryError | web.HTTPException
-    ) -> web.Response:
-        try:
-            return render(request, exc)
-        except Exception:  # an error no table maps: a programming error, still a 500 in shape
-            log.exception("request %s %s %s: no rendering", rid, request.method, request.path)
-            return render_internal(request, rid)
-
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         rid = ensure_request_id(request)
         try:
-            response = await handler(request)
-        except BodyIncomplete as exc:
-            # The client went away mid-body: nothing to report but the fact (499).
-            log.info("request %s %s: client disconnected mid-body (499)", rid, request.path)
-            response = rendered(request, rid, exc)
-        except Retryable as exc:
-            response = rendered(request, rid, exc)
-            response.headers["Retry-After"] = str(exc.retry_after)
-        except RegistryError as exc:
-            response = rendered(request, rid, exc)
-        except web.HTTPException as exc:
-            if exc.status < 400:
-                raise
-            response = rendered(request, rid, exc)
-        except _DATABASE_ERRORS as exc:
-            # A connection lost or a statement timed out mid-request: the database's
-            # fault, not the request's (connect failures already arrive as DatabaseUnavailable).
-            OUTAGE.failed(exc)
-            unavailable = DatabaseUnavailable()
-            response = rendered(request, rid, unavailable)
-            response.headers["Retry-After"] = str(unavailable.retry_after)
-        except Exception:
-            log.exception("request %s %s %s failed", rid, request.method, request.path)
-            response = render_internal(request, rid)
-        return response
+            return await handler(request)
+        except Exception as exc:  # noqa: BLE001 - error_response answers or re-raises it
+            return error_response(request, rid, exc, render, render_internal)
 
     return middleware
+
+
+def error_response(
+    request: web.Request,
+    rid: str,
+    exc: Exception,
+    render: ErrorRenderer,
+    render_internal: InternalErrorRenderer,
+) -> web.Response:
+    """The answer to ``exc``, raised by a handler (see ``error_middleware``); re-raises
+    an aiohttp HTTP exception below 400 (a redirect), which aiohttp sends itself.
+
+    A function of its own, so the outermost middleware (``ops/observe.py``) answers
+    the root application's errors without a middleware layer more per request.
+    """
+    if isinstance(exc, RegistryError):
+        if isinstance(exc, BodyIncomplete):
+            # The client went away mid-body: nothing to report but the fact (499).
+            log.info("request %s %s: client disconnected mid-body (499)", rid, request.path)
+        response = _rendered(request, rid, exc, render, render_internal)
+        if isinstance(exc, Retryable):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+    if isinstance(exc, web.HTTPException):
+        if exc.status < 400:
+            raise exc
+        return _rendered(request, rid, exc, render, render_internal)
+    if isinstance(exc, _DATABASE_ERRORS):
+        # A connection lost or a statement timed out mid-request: the database's
+        # fault, not the request's (connect failures already arrive as DatabaseUnavailable).
+        OUTAGE.failed(exc)
+        unavailable = DatabaseUnavailable()
+        response = _rendered(request, rid, unavailable, render, render_internal)
+        response.headers["Retry-After"] = str(unavailable.retry_after)
+        return response
+    log.error("request %s %s %s failed", rid, request.method, request.path, exc_info=exc)
+    return render_internal(request, rid)
+
+
+def _rendered(
+    request: web.Request,
+    rid: str,
+    exc: RegistryError | web.HTTPException,
+    render: ErrorRenderer,
+    render_internal: InternalErrorRenderer,
+) -> web.Response:
+    try:
+        return render(request, exc)
+    except Exception:  # an error no table maps: a programming error, still a 500 in shape
+        log.exception("request %s %s %s: no rendering", rid, request.method, request.path)
+        return render_internal(request, rid)

@@ -81,6 +81,8 @@ async def send_file_range(
             if sent == 0:
                 raise OSError(f"blob shrank while being served (at byte {offset})")
             offset += sent
+            if offset >= end:
+                break  # done: no yield to the loop (a task step more per request) is needed
             if sent < wanted:
                 await _writable(loop, out_fd)  # the socket buffer is full
             else:

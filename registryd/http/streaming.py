@@ -185,9 +185,10 @@ async def send_blob(
         else:
             status, offset, count = 206, byte_range.start, byte_range.length
             headers["Content-Range"] = f"bytes {byte_range.start}-{byte_range.end}/{size}"
+        # As headers, not through the response's setters, which parse and rebuild them.
+        headers["Content-Type"] = "application/octet-stream"
+        headers["Content-Length"] = str(count)
         response = web.StreamResponse(status=status, headers=headers)
-        response.content_type = "application/octet-stream"
-        response.content_length = count
         writer = await response.prepare(request)
         assert writer is not None
         if request.method != "HEAD" and count:

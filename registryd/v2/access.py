@@ -50,22 +50,28 @@ async def authorize(
     ``from`` of a mount): the challenge asks for its pull scope too, so that the
     token the client fetches can mount rather than silently re-upload.
     """
-    wanted = scope(name, action)
-    if also_read is not None and also_read != name:
-        wanted += " " + scope(also_read, Action.READ)
     try:
         await request_access.authorize(request, action, name)
     except Unauthenticated as exc:
         # RFC 6750 §3.1: "invalid_token" only when a token was presented at all.
         error = "invalid_token" if "Authorization" in request.headers else None
-        raise AuthChallenge(exc.reason, wanted, error) from None
+        raise AuthChallenge(exc.reason, _wanted(action, name, also_read), error) from None
     except AccessDenied as exc:
         caller = request.get(CALLER)
         if caller is not None and caller.bearer:
+            wanted = _wanted(action, name, also_read)
             raise AuthChallenge(exc.reason, wanted, "insufficient_scope") from None
         if caller is not None and caller.identity.is_anonymous:
-            raise AuthChallenge(exc.reason, wanted) from None
+            raise AuthChallenge(exc.reason, _wanted(action, name, also_read)) from None
         raise
+
+
+def _wanted(action: Action, name: RepositoryName, also_read: RepositoryName | None) -> str:
+    """The scope a challenge names (only a refusal needs it: not built for every request)."""
+    wanted = scope(name, action)
+    if also_read is not None and also_read != name:
+        wanted += " " + scope(also_read, Action.READ)
+    return wanted
 
 
 def token_never_asked_for(request: web.Request, name: RepositoryName) -> bool:

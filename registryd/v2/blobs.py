@@ -20,35 +20,44 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
     digest = path_digest(request)
     await authorize(request, Action.READ, name)
     svc = request.config_dict[SERVICES]
+    # The client reads from the object store (Range included), as distribution's
+    # redirects do; the access check above ran first. A HEAD never redirects.
+    redirect_seconds = REDIRECT_SECONDS if request.method == "GET" else None
     if (
-        request.method == "GET"
-        and (redirect := await blobs.blob_redirect(svc, name, digest, REDIRECT_SECONDS))
-        and _satisfiable(request, redirect[1])
+        redirect_seconds is not None
+        and "Range" in request.headers
+        and not _satisfiable(request, await blobs.blob_size(svc, name, digest))
     ):
-        # The client reads from the object store (Range included), as distribution's
-        # redirects do; the access check above ran first. A HEAD never redirects.
-        url = redirect[0]
+        redirect_seconds = None  # answered 416 here (a resume's Range only)
+    found = await blobs.open_or_redirect(svc, name, digest, redirect_seconds)
+    if isinstance(found, str):
         return web.Response(
             status=307,
             headers={
-                "Location": url,
+                "Location": found,
                 "Docker-Content-Digest": str(digest),
                 # The URL expires: no cache may keep this answer.
                 "Cache-Control": "no-store",
             },
         )
-    blob = await blobs.open_blob(svc, name, digest)
-    public = await repositories.publicly_readable(svc, name)
+    try:
+        public = await repositories.publicly_readable(svc, name)
+    except BaseException:
+        await found.close()
+        raise
+    text = str(digest)
     headers = {
-        "Docker-Content-Digest": str(digest),
-        "ETag": f'"{digest}"',
+        "Docker-Content-Digest": text,
+        "ETag": f'"{text}"',
         # Content-addressed: the bytes at this URL never change. Shared caches
         # must not hand content behind credentials to others.
-        "Cache-Control": "max-age=31536000" if public else "private, max-age=31536000",
+        "Cache-Control": _PUBLIC if public else _PRIVATE,
     }
-    return await send_blob(
-        request, blob, headers, zero_copy=request.config_dict[SERVICES].settings.sendfile
-    )
+    return await send_blob(request, found, headers, zero_copy=svc.settings.sendfile)
+
+
+_PUBLIC = "max-age=31536000"
+_PRIVATE = "private, max-age=31536000"
 
 
 def _satisfiable(request: web.Request, size: int) -> bool:

@@ -66,16 +66,11 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/_catalog", tags.get_catalog)
     r.add_get(TOKEN_PATH.removeprefix(PREFIX), token.get_token)
 
-    r.add_get(_NAME + "/tags/list", tags.get_tags)
-    # Session routes first: "uploads" is not a digest.
-    r.add_post(_NAME + "/blobs/uploads/", uploads.post_upload)
-    r.add_post(_NAME + "/blobs/uploads", uploads.post_upload)
-    upload = _NAME + "/blobs/uploads/{upload_id}"
-    r.add_get(upload, uploads.get_upload, allow_head=False)
-    r.add_patch(upload, uploads.patch_upload)
-    r.add_put(upload, uploads.put_upload)
-    r.add_delete(upload, uploads.delete_upload)
-
+    # Pulls first: aiohttp tries the <name> routes in order, one regex match each. No
+    # request a blob or manifest route takes is another route's too (their paths end in
+    # "/blobs/<digest>" and "/manifests/<reference>", neither holding a "/"; the one
+    # shared path, "<name>/blobs/uploads", is POST's only there), so the order decides
+    # nothing but how many patterns a pull tries.
     blob = _NAME + "/blobs/{digest}"
     r.add_get(blob, blobs.get_blob)  # GET also answers HEAD
     r.add_delete(blob, blobs.delete_blob)
@@ -84,6 +79,16 @@ def add_routes(app: web.Application) -> None:
     r.add_get(manifest, manifests.get_manifest)
     r.add_put(manifest, manifests.put_manifest)
     r.add_delete(manifest, manifests.delete_manifest)
+
+    r.add_get(_NAME + "/tags/list", tags.get_tags)
+    # Upload sessions: "/blobs/uploads" also matches the blob route, with other methods.
+    r.add_post(_NAME + "/blobs/uploads/", uploads.post_upload)
+    r.add_post(_NAME + "/blobs/uploads", uploads.post_upload)
+    upload = _NAME + "/blobs/uploads/{upload_id}"
+    r.add_get(upload, uploads.get_upload, allow_head=False)
+    r.add_patch(upload, uploads.patch_upload)
+    r.add_put(upload, uploads.put_upload)
+    r.add_delete(upload, uploads.delete_upload)
 
     r.add_get(_NAME + "/referrers/{digest}", referrers.get_referrers, allow_head=False)
 

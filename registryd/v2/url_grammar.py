@@ -18,14 +18,34 @@ API_VERSION_HEADER = "Docker-Distribution-API-Version"
 API_VERSION = "registry/2.0"
 
 
+# Parsed path parts by their text: pulls name the same few repositories and digests
+# again and again, and both are immutable values. Bounded (emptied when full), so
+# that a client sending endless distinct names costs no memory; refusals are not kept.
+PARSED_CACHE_ENTRIES = 4096
+_names: dict[str, RepositoryName] = {}
+_digests: dict[str, Digest] = {}
+
+
 def repository_name(request: web.Request) -> RepositoryName:
     """The ``<name>`` of the path; raise RepositoryNameInvalid (400, never a path)."""
-    return RepositoryName.parse_oci(request.match_info["name"])
+    text = request.match_info["name"]
+    if (name := _names.get(text)) is None:
+        name = RepositoryName.parse_oci(text)
+        if len(_names) >= PARSED_CACHE_ENTRIES:
+            _names.clear()
+        _names[text] = name
+    return name
 
 
 def path_digest(request: web.Request) -> Digest:
     """The ``<digest>`` of the path; raise DigestInvalid."""
-    return Digest.parse(request.match_info["digest"])
+    text = request.match_info["digest"]
+    if (digest := _digests.get(text)) is None:
+        digest = Digest.parse(text)
+        if len(_digests) >= PARSED_CACHE_ENTRIES:
+            _digests.clear()
+        _digests[text] = digest
+    return digest
 
 
 def blob_url(request: web.Request, digest: Digest) -> str:
