@@ -72,15 +72,17 @@ async def test_reads_given_up_mid_body_release_their_connections(store: S3Backen
         first = await anext(pieces)
         assert data.startswith(first)
         await pieces.aclose()  # type: ignore[attr-defined]
-    # Also cancelled while waiting for the next piece, as a handler is on disconnect.
+    # Also cancelled while its client write waits, as a handler is on disconnect.
     for _ in range(3 * CONNECTIONS):
+        started, never = asyncio.Event(), asyncio.Event()
 
-        async def read_all() -> None:
+        async def read_all(started: asyncio.Event = started, never: asyncio.Event = never) -> None:
             async for _piece in blob.read_range(0, len(data)):
-                await asyncio.sleep(0)
+                started.set()
+                await never.wait()
 
         task = asyncio.create_task(read_all())
-        await asyncio.sleep(0.01)
+        await started.wait()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -105,3 +107,45 @@ async def test_a_write_holds_one_part_buffer_and_none_once_done(store: S3Backend
     assert part_buffers_in_use() - base == 1
     await second.cancel()
     assert part_buffers_in_use() == base
+
+
+class _Stop(Exception):
+    pass
+
+
+async def _payload_hash_sent(endpoint_url: str, bucket: str) -> str:
+    """The X-Amz-Content-SHA256 an UploadPart of the backend on ``endpoint_url`` would send
+    (the request is stopped just before it goes out)."""
+    backend = S3Backend(bucket, endpoint_url=endpoint_url, path_style=True)
+    await backend.start()
+    sent: list[str] = []
+
+    def capture(request: object, **kwargs: object) -> None:
+        value = request.headers["X-Amz-Content-SHA256"]  # type: ignore[attr-defined]
+        sent.append(value.decode() if isinstance(value, bytes) else value)
+        raise _Stop()
+
+    client = backend.objects.client
+    client.meta.events.register("before-send.s3.UploadPart", capture)
+    try:
+        with pytest.raises(_Stop):
+            await client.upload_part(
+                Bucket=bucket, Key="k", UploadId="u", PartNumber=1, Body=b"part bytes"
+            )
+    finally:
+        await backend.close()
+    return sent[0]
+
+
+async def test_parts_are_signed_with_their_hash_over_http_only(
+    s3_server: S3Server, s3_bucket: str
+) -> None:
+    """Over plain http the part's SHA-256 in the signature is what protects its bytes in
+    transit; over https TLS does, and the part is not hashed a second time."""
+    import hashlib
+
+    assert await _payload_hash_sent(s3_server.url, s3_bucket) == (
+        hashlib.sha256(b"part bytes").hexdigest()
+    )
+    secure = s3_server.url.replace("http://", "https://")
+    assert await _payload_hash_sent(secure, s3_bucket) == "UNSIGNED-PAYLOAD"
