@@ -133,7 +133,7 @@ class MultipartSink:
     One buffer of ``part_bytes`` per sink, filled and sent over and over: the
     only memory a write in flight holds (the HTTP client sends views of it and
     botocore signs it without copying it). Nothing is visible at the key until
-    ``complete``; ``abort`` removes the parts. A write that never fills a part
+    ``complete``; ``abort`` removes the parts. A write of at most one part
     is sent with one PutObject at ``complete``.
     """
 
@@ -155,12 +155,16 @@ class MultipartSink:
             self._buffer = _part_buffer(size)
         view = memoryview(data).cast("B")
         while view:
+            # A full part goes out only once more bytes follow: a write of at most
+            # one part then ends as one PutObject at ``complete``, after the caller
+            # has let go of its own buffers, instead of a multipart upload sent while
+            # they are still held.
+            if self._filled == size:
+                await self._send_part()
             take = min(len(view), size - self._filled)
             self._buffer[self._filled : self._filled + take] = view[:take]
             self._filled += take
             view = view[take:]
-            if self._filled == size:
-                await self._send_part()
 
     def _pending(self) -> memoryview:
         return memoryview(self._buffer if self._buffer is not None else b"")[: self._filled]

@@ -149,3 +149,23 @@ async def test_parts_are_signed_with_their_hash_over_http_only(
     )
     secure = s3_server.url.replace("http://", "https://")
     assert await _payload_hash_sent(secure, s3_bucket) == "UNSIGNED-PAYLOAD"
+
+
+async def test_a_write_of_one_part_is_one_put_and_a_part_goes_once_more_follows(
+    store: S3Backend,
+) -> None:
+    """A full part is sent only when bytes past it arrive: a write of exactly one part never
+    starts a multipart upload (it is stored with one PutObject at commit, after the
+    caller's buffers are gone); one byte more sends the first part."""
+    data = os.urandom(MIN_PART_BYTES)
+    single = store.writer()
+    await single.write(data)
+    assert [f for f in await store.temp_files() if f.partial] == []
+    digest = await single.commit()
+    assert await read_bytes(await store.open(digest), 0, len(data)) == data
+
+    longer = store.writer()
+    await longer.write(data)
+    await longer.write(b"x")
+    assert len([f for f in await store.temp_files() if f.partial]) == 1
+    await longer.cancel()
