@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import mmap
 import re
@@ -98,7 +99,15 @@ async def body_chunks(request: web.Request, max_bytes: int) -> AsyncIterator[mem
     if declared is not None and total != declared:
         raise BodyIncomplete()
     if filled:
-        yield chunk[:filled]
+        last = chunk[:filled]
+        yield last
+        chunk = last
+    # The buffer goes back to the kernel as the body ends, not when the caller's loop
+    # variable goes: a caller may store the bytes (a PutObject) after its loop. So the
+    # view it was last given is released (using it after asking for more was never
+    # allowed); one still exported (a hash running in a thread) is left to the GC.
+    with contextlib.suppress(BufferError):
+        chunk.release()
 
 
 async def read_body(request: web.Request, max_bytes: int) -> bytes:

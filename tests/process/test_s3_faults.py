@@ -75,12 +75,14 @@ async def test_s3_stopped_mid_upload_is_a_clean_503_and_a_retry_succeeds(
         tmp_path / "data", database_url, env=s3_env(own_s3_server, "faults", redirect=False)
     )
     observer = await _observer(own_s3_server, "faults")
-    data = b"s" * (5 * MIB + MIB // 2)
+    data = b"s" * (6 * MIB + MIB // 2)
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     stopped = asyncio.Event()
 
     async def body() -> AsyncIterator[bytes]:
-        yield data[: 5 * MIB]
+        # A full part goes out once bytes past it arrive (the server takes them in
+        # 1 MiB pieces): the sixth MiB sends the first 5 MiB part.
+        yield data[: 6 * MIB]
         # The first part is in the bucket: now the endpoint goes away.
         await eventually(lambda: _has_multipart_upload(observer), "a multipart upload")
         own_s3_server.stop()
@@ -158,7 +160,7 @@ async def test_kill_9_mid_upload_the_next_start_aborts_the_multipart_upload(
     killed = asyncio.Event()
 
     async def body() -> AsyncIterator[bytes]:
-        yield b"k" * (5 * MIB + 1)
+        yield b"k" * (6 * MIB)  # the sixth MiB sends the first 5 MiB part
         await eventually(lambda: _has_multipart_upload(observer), "a multipart upload")
         server.stop(9)
         killed.set()
