@@ -42,12 +42,12 @@ async def open_or_redirect(
     """A blob of the repository: a URL of it valid for ``redirect_seconds`` if given and
     the storage offers one (None: serve it here), else the blob opened for reading;
     raise BlobUnknown. The repository's hold on it is looked up once for both."""
-    await blob_size(svc, name, digest)
+    size = await blob_size(svc, name, digest)
     if redirect_seconds is not None:
         url = await svc.storage.redirect_url(digest, redirect_seconds)
         if url is not None:
             return url
-    return await svc.storage.open(digest)
+    return await svc.storage.open(digest, size)
 
 
 async def delete_blob(svc: Services, name: RepositoryName, digest: Digest) -> None:

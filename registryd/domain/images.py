@@ -226,7 +226,7 @@ async def open_image_layer(svc: Services, image: ImageRow) -> OpenBlob:
     """Open a complete image's layer for reading; raise BlobUnknown if it vanished."""
     assert image.layer_digest is not None  # guaranteed for complete images by a CHECK
     try:
-        return await svc.storage.open(image.layer_digest)
+        return await svc.storage.open(image.layer_digest, image.layer_size_bytes)
     except BlobUnknown:
         # Whatever removed the blob may have removed the image too: ask the database next time.
         svc.images.forget(image.image_id)

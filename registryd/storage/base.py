@@ -163,8 +163,13 @@ class Backend(Protocol):
     def writer(self, *, tee: Sha256 | None = None) -> BlobWriter:
         """A new pending blob; ``tee`` also sees every byte, in the same pass."""
 
-    async def open(self, digest: Digest) -> OpenBlob:
-        """Open a committed blob; raise BlobUnknown if it is not stored."""
+    async def open(self, digest: Digest, size_bytes: int | None = None) -> OpenBlob:
+        """Open a committed blob; raise BlobUnknown if it is not stored.
+
+        ``size_bytes``: its size as the caller knows it (the database's row). A store
+        that would have to ask for it (s3: a HEAD request per pull) trusts it instead
+        and learns that the blob is gone when it is read (OSError, as for a short file).
+        """
 
     async def stat(self, digest: Digest) -> int | None:
         """The blob's size in bytes, or None when it is not stored."""

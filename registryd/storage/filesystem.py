@@ -378,7 +378,8 @@ class FilesystemBackend:
             raise
         return file, size
 
-    async def open(self, digest: Digest) -> SharedBlob:
+    async def open(self, digest: Digest, size_bytes: int | None = None) -> SharedBlob:
+        # The size comes from fstat, which costs nothing here: ``size_bytes`` is unused.
         key = str(digest)
         if (shared := self._open_files.get(key)) is not None:
             return shared  # no executor hop: the common case of a popular layer

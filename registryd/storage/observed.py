@@ -168,9 +168,9 @@ class ObservedBackend:
     def writer(self, *, tee: Sha256 | None = None) -> ObservedWriter:
         return ObservedWriter(self.inner.writer(tee=tee), self._metrics)
 
-    async def open(self, digest: Digest) -> OpenBlob:
+    async def open(self, digest: Digest, size_bytes: int | None = None) -> OpenBlob:
         with _counting_errors(self._metrics, "open"):
-            return await self.inner.open(digest)
+            return await self.inner.open(digest, size_bytes)
 
     async def stat(self, digest: Digest) -> int | None:
         with _counting_errors(self._metrics, "stat"):

@@ -307,8 +307,10 @@ class S3Backend:
     def writer(self, *, tee: Sha256 | None = None) -> S3Writer:
         return S3Writer(self, tee)
 
-    async def open(self, digest: Digest) -> S3Blob:
+    async def open(self, digest: Digest, size_bytes: int | None = None) -> S3Blob:
         key = self.blob_key(digest)
+        if size_bytes is not None:
+            return S3Blob(self, key, size_bytes)  # one request per pull: the GET
         size = await self.objects.head(key)
         if size is None:
             raise BlobUnknown(str(digest))

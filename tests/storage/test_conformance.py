@@ -92,6 +92,29 @@ async def test_a_blob_larger_than_a_part_streams_in_parts(backend: Backend) -> N
     assert await _read(backend, digest) == data
 
 
+async def test_open_with_a_known_size_reads_the_same_and_a_vanished_blob_never_reads(
+    backend: Backend,
+) -> None:
+    """The database's size spares the store a lookup (s3: a HEAD per pull); a blob
+    removed behind the database's back is unknown at open or fails its read."""
+    data = os.urandom(300_000)
+    digest = await _store(backend, data)
+    blob = await backend.open(digest, len(data))
+    try:
+        assert blob.size_bytes == len(data)
+        assert await read_bytes(blob, 1000, 5000) == data[1000:6000]
+    finally:
+        await blob.close()
+    assert await backend.delete(digest)
+    backend.sweep_open_files()
+    with pytest.raises((BlobUnknown, OSError)):  # noqa: PT012 - either step may say so
+        blob = await backend.open(digest, len(data))
+        try:
+            await read_bytes(blob, 0, len(data))
+        finally:
+            await blob.close()
+
+
 async def test_empty_blob(backend: Backend) -> None:
     async with backend.writer() as writer:
         digest = await writer.commit()
