@@ -14,8 +14,10 @@ closes its own while we wait, so a send can never land on a recycled number.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
+from collections.abc import Iterator
 from typing import Protocol
 
 # Bytes offered to one sendfile call. A non-blocking socket takes what fits in
@@ -89,6 +91,27 @@ async def send_file_range(
                 await asyncio.sleep(0)  # fair to the other connections on this loop
     finally:
         os.close(out_fd)
+
+
+@contextlib.contextmanager
+def corked(sock: socket.socket) -> Iterator[None]:
+    """TCP_CORK while the head and the body go out: full segments only, the head in
+    the first of them (nginx's ``tcp_nopush``). Without it, with TCP_NODELAY, every
+    sendfile that finds a little room sends a small segment, and the client spends
+    a read and an ACK on each."""
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        yield
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+    except OSError:
+        yield  # the connection is gone: the send will say so
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:

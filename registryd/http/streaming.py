@@ -232,14 +232,15 @@ async def _send_body(
     if fd is not None and sock is not None and isinstance(writer, StreamWriter):
         # aiohttp buffers the status line and headers until the first body
         # write; sendfile bypasses the writer, so hand them over first.
-        writer.send_headers()
-        await sendfile.send_file_range(
-            request.transport,  # type: ignore[arg-type]  # checked by usable()
-            sock,
-            fd,
-            offset,
-            count,
-        )
+        with sendfile.corked(sock):
+            writer.send_headers()
+            await sendfile.send_file_range(
+                request.transport,  # type: ignore[arg-type]  # checked by usable()
+                sock,
+                fd,
+                offset,
+                count,
+            )
     else:
         async for data in blob.read_range(offset, count):
             await response.write(data)
