@@ -102,15 +102,17 @@ def corked(sock: socket.socket) -> Iterator[None]:
     if sock.family not in (socket.AF_INET, socket.AF_INET6):
         yield
         return
+    # A closed transport's socket raises OSError, or (uvloop's stand-in socket, whose
+    # descriptor is then -1) ValueError: the connection is gone either way.
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
-    except OSError:
-        yield  # the connection is gone: the send will say so
+    except (OSError, ValueError):
+        yield  # the send will say so
         return
     try:
         yield
     finally:
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, ValueError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
 
 

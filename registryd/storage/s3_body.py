@@ -33,7 +33,10 @@ async def stream_body(body: Any, key: str, count: int) -> AsyncIterator[bytes]:
     on error, or when the caller stops early. A body shorter than ``count`` is
     OSError, a failing connection StorageUnavailable."""
     content = body.raw_stream.content
-    content.set_read_chunk_size(READ_AHEAD_BYTES)
+    # aiohttp's StreamReader sizes its buffer with this (3.14); without it, reads are
+    # only slower (the 128 KiB default), never wrong.
+    if (set_size := getattr(content, "set_read_chunk_size", None)) is not None:
+        set_size(READ_AHEAD_BYTES)
     left = count
     try:
         while left:

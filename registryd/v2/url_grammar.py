@@ -7,6 +7,8 @@ against the request URL, so they stay right behind proxies and port mappings.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
 from urllib.parse import quote
 
 from aiohttp import web
@@ -22,30 +24,29 @@ API_VERSION = "registry/2.0"
 # again and again, and both are immutable values. Bounded (emptied when full), so
 # that a client sending endless distinct names costs no memory; refusals are not kept.
 PARSED_CACHE_ENTRIES = 4096
+_T = TypeVar("_T")
 _names: dict[str, RepositoryName] = {}
 _digests: dict[str, Digest] = {}
 
 
+def _parsed(cache: dict[str, _T], text: str, parse: Callable[[str], _T]) -> _T:
+    """``parse(text)``, kept by its text (a refusal raises and is not kept)."""
+    if (value := cache.get(text)) is None:
+        value = parse(text)
+        if len(cache) >= PARSED_CACHE_ENTRIES:
+            cache.clear()
+        cache[text] = value
+    return value
+
+
 def repository_name(request: web.Request) -> RepositoryName:
     """The ``<name>`` of the path; raise RepositoryNameInvalid (400, never a path)."""
-    text = request.match_info["name"]
-    if (name := _names.get(text)) is None:
-        name = RepositoryName.parse_oci(text)
-        if len(_names) >= PARSED_CACHE_ENTRIES:
-            _names.clear()
-        _names[text] = name
-    return name
+    return _parsed(_names, request.match_info["name"], RepositoryName.parse_oci)
 
 
 def path_digest(request: web.Request) -> Digest:
     """The ``<digest>`` of the path; raise DigestInvalid."""
-    text = request.match_info["digest"]
-    if (digest := _digests.get(text)) is None:
-        digest = Digest.parse(text)
-        if len(_digests) >= PARSED_CACHE_ENTRIES:
-            _digests.clear()
-        _digests[text] = digest
-    return digest
+    return _parsed(_digests, request.match_info["digest"], Digest.parse)
 
 
 def blob_url(request: web.Request, digest: Digest) -> str:

@@ -4,9 +4,11 @@ client then spends fewer reads and ACKs per response). The cork always comes off
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
 import pytest
+import uvloop
 
 from registryd.http import sendfile
 
@@ -40,6 +42,34 @@ def test_the_cork_comes_off_when_the_send_fails() -> None:
         with pytest.raises(ConnectionResetError), sendfile.corked(server):
             raise ConnectionResetError("client went away")
         assert not _corked(server)
+
+
+def test_a_connection_closed_while_corked_ends_quietly() -> None:
+    """The client went away and the transport closed its socket mid-body: uncorking
+    it must not turn that into a 500 (the caller already handles the lost client)."""
+    listener, client, server = _tcp_pair()
+    with listener, client, sendfile.corked(server):
+        server.close()
+
+
+def test_uvloop_stand_in_socket_closed_while_corked_ends_quietly() -> None:
+    """uvloop (what the server runs on) hands out a stand-in socket whose descriptor is
+    -1 once the transport closed; its setsockopt raises ValueError, not OSError."""
+
+    async def corked_then_closed(host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_connection(asyncio.Protocol, host, port)
+        with sendfile.corked(transport.get_extra_info("socket")):
+            transport.abort()
+            await asyncio.sleep(0)  # the loop closes the descriptor
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    with listener:
+        loop = uvloop.new_event_loop()
+        try:
+            loop.run_until_complete(corked_then_closed(*listener.getsockname()))
+        finally:
+            loop.close()
 
 
 def test_a_unix_socket_is_left_alone() -> None:

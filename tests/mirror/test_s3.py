@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from tests.clients.test_s3 import s3_env
 from tests.mirror.conftest import ADMIN, ADMIN_PASSWORD, NAMESPACE, UpstreamRegistry
@@ -28,7 +29,8 @@ from tests.support.s3_server import S3Server
 CLIENTS = 8
 
 
-async def _mirror(
+@pytest.fixture
+async def s3_mirror(
     launcher: Launcher,
     tmp_path: Path,
     database_url: str,
@@ -36,6 +38,7 @@ async def _mirror(
     s3_server: S3Server,
     s3_bucket: str,
 ) -> ServerProcess:
+    """``serve --workers 2`` on the bucket, mirroring the upstream through the proxy."""
     upstreams = (
         f'[{{namespace = "{NAMESPACE}", url = "{proxy.url}", '
         f'username = "{ADMIN}", password = "{ADMIN_PASSWORD}"}}]'
@@ -83,8 +86,7 @@ async def _in_bucket(server: S3Server, bucket: str, digest: str) -> bool:
 async def test_clients_stream_from_the_upstream_while_the_bucket_fills(
     upstream: UpstreamRegistry,
     proxy: Proxy,
-    launcher: Launcher,
-    database_url: str,
+    s3_mirror: ServerProcess,
     tmp_path: Path,
     s3_server: S3Server,
     s3_bucket: str,
@@ -92,7 +94,7 @@ async def test_clients_stream_from_the_upstream_while_the_bucket_fills(
     layer = os.urandom(8 * 1024 * 1024)
     await upstream.push("mirroradmin/slow", "v1", [layer])
     digest = sha256(layer)
-    mirror = await _mirror(launcher, tmp_path, database_url, proxy, s3_server, s3_bucket)
+    mirror = s3_mirror
     proxy.chunk_delay_seconds = 0.02  # 128 chunks of 64 KiB: about 2.5 s upstream
     url = f"{mirror.url}/v2/{NAMESPACE}/mirroradmin/slow/blobs/{digest}"
     started = asyncio.get_running_loop().time()
@@ -119,18 +121,12 @@ async def test_clients_stream_from_the_upstream_while_the_bucket_fills(
 
 
 async def test_a_damaged_upstream_body_is_never_completed(
-    upstream: UpstreamRegistry,
-    proxy: Proxy,
-    launcher: Launcher,
-    database_url: str,
-    tmp_path: Path,
-    s3_server: S3Server,
-    s3_bucket: str,
+    upstream: UpstreamRegistry, proxy: Proxy, s3_mirror: ServerProcess
 ) -> None:
     layer = os.urandom(2 * 1024 * 1024)
     await upstream.push("mirroradmin/bad", "v1", [layer])
     digest = sha256(layer)
-    mirror = await _mirror(launcher, tmp_path, database_url, proxy, s3_server, s3_bucket)
+    mirror = s3_mirror
     proxy.corrupt_blobs = True
     url = f"{mirror.url}/v2/{NAMESPACE}/mirroradmin/bad/blobs/{digest}"
     results = await asyncio.gather(*(_fetch(url) for _ in range(4)))
