@@ -38,8 +38,7 @@ def seconds_per_byte(cpu: int, sender_cpu: int, total: int = 512 * MiB) -> float
     try:
         with receiver, tempfile.TemporaryDirectory() as tmp:
             thread.start()
-            buffer, view = bytearray(MiB), None
-            view = memoryview(buffer)
+            view = memoryview(bytearray(MiB))
             started = time.thread_time()
             received, blob, fd = 0, 0, -1
             while True:

@@ -111,6 +111,15 @@ def upstream(start_upstream: StartUpstream) -> UpstreamRegistry:
     return start_upstream()
 
 
+def upstreams_setting(proxy: Proxy) -> str:
+    """``REGISTRYD_UPSTREAMS`` for a ``serve`` process mirroring the upstream through
+    ``proxy``, with the upstream admin's credentials."""
+    return (
+        f'[{{namespace = "{NAMESPACE}", url = "{proxy.url}", '
+        f'username = "{ADMIN}", password = "{ADMIN_PASSWORD}"}}]'
+    )
+
+
 @pytest.fixture
 async def proxy(upstream: UpstreamRegistry) -> AsyncIterator[Proxy]:
     counting = Proxy(upstream.server.url)

@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 
 from tests.clients.test_s3 import s3_env
-from tests.mirror.conftest import ADMIN, ADMIN_PASSWORD, NAMESPACE, UpstreamRegistry
+from tests.mirror.conftest import NAMESPACE, UpstreamRegistry, upstreams_setting
 from tests.mirror.proxy import Proxy
 from tests.mirror.test_workers import wait_for_workers
 from tests.process.conftest import Launcher, ServerProcess
@@ -39,10 +39,7 @@ async def s3_mirror(
     s3_bucket: str,
 ) -> ServerProcess:
     """``serve --workers 2`` on the bucket, mirroring the upstream through the proxy."""
-    upstreams = (
-        f'[{{namespace = "{NAMESPACE}", url = "{proxy.url}", '
-        f'username = "{ADMIN}", password = "{ADMIN_PASSWORD}"}}]'
-    )
+    upstreams = upstreams_setting(proxy)
     env = {
         **s3_env(s3_server, s3_bucket, redirect=False),
         "REGISTRYD_UPSTREAMS": upstreams,

@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
-from tests.mirror.conftest import ADMIN, ADMIN_PASSWORD, NAMESPACE, UpstreamRegistry
+from tests.mirror.conftest import NAMESPACE, UpstreamRegistry, upstreams_setting
 from tests.mirror.proxy import Proxy
 from tests.mirror.test_blobs import metric
 from tests.process.conftest import Launcher
@@ -46,10 +46,7 @@ async def test_two_workers_fetch_a_layer_once(
     layer = os.urandom(24 * 1024 * 1024)
     await upstream.push("mirroradmin/big", "v1", [layer])
     digest = sha256(layer)
-    upstreams = (
-        f'[{{namespace = "{NAMESPACE}", url = "{proxy.url}", '
-        f'username = "{ADMIN}", password = "{ADMIN_PASSWORD}"}}]'
-    )
+    upstreams = upstreams_setting(proxy)
     proxy.chunk_delay_seconds = 0.002  # long enough for both workers to be asked
     mirror = await asyncio.to_thread(
         launcher.start,
@@ -87,10 +84,7 @@ async def test_clients_of_another_worker_stream_a_download_as_it_grows(
     layer = os.urandom(16 * 1024 * 1024)
     await upstream.push("mirroradmin/slow", "v1", [layer])
     digest = sha256(layer)
-    upstreams = (
-        f'[{{namespace = "{NAMESPACE}", url = "{proxy.url}", '
-        f'username = "{ADMIN}", password = "{ADMIN_PASSWORD}"}}]'
-    )
+    upstreams = upstreams_setting(proxy)
     mirror = await asyncio.to_thread(
         launcher.start,
         tmp_path / "mirror-data",
@@ -146,10 +140,7 @@ async def test_a_download_cut_upstream_fails_the_followers_of_every_worker(
     layer = os.urandom(16 * 1024 * 1024)
     await upstream.push("mirroradmin/cut", "v1", [layer])
     digest = sha256(layer)
-    upstreams = (
-        f'[{{namespace = "{NAMESPACE}", url = "{proxy.url}", '
-        f'username = "{ADMIN}", password = "{ADMIN_PASSWORD}"}}]'
-    )
+    upstreams = upstreams_setting(proxy)
     mirror = await asyncio.to_thread(
         launcher.start,
         tmp_path / "mirror-data",
